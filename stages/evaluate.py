@@ -1,0 +1,56 @@
+"""Stage 6: evaluate the trained network on the validation and test sets."""
+
+import numpy as np
+import pandas as pd
+
+from stages.artifacts import (
+    CONFUSION_PLOT, EVALUATE_METRICS, MISCLASSIFIED_PLOT, MODEL, load_prepared, load_split,
+)
+from stages.cli import run
+from stages.dataset import CLASS_NAMES
+from stages.files import atomic_path, write_json
+from stages.images import save_image_grid
+from stages.keras_setup import import_keras
+
+N_MISCLASSIFIED = 20
+
+
+def per_class_accuracy(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float | None]:
+    """Accuracy within each true class (None for a class absent from `y_true`)."""
+    correct = predicted == y_true
+    return {
+        name: float(correct[y_true == label].mean()) if np.any(y_true == label) else None
+        for label, name in enumerate(CLASS_NAMES)
+    }
+
+
+def main() -> None:
+    keras = import_keras()
+    net = keras.models.load_model(MODEL, safe_mode=True)  # safe mode: no arbitrary code from the file
+    results = {}
+    for name, (x, y) in (("val", load_split("val")), ("test", load_prepared("test"))):
+        x, y = np.asarray(x), np.asarray(y)
+        # Keras computes the loss from the softmax's logits, as in training; recomputing it from
+        # the predicted (clipped) probabilities would differ in the third decimal.
+        results[name] = net.evaluate(x, y, batch_size=1024, verbose=0, return_dict=True)
+        predicted = net.predict(x, batch_size=1024, verbose=0).argmax(axis=1)
+        results[name]["per_class_accuracy"] = per_class_accuracy(y, predicted)
+        print(f"{name}: loss {results[name]['loss']:.4f}, accuracy {results[name]['accuracy']:.4f} "
+              f"on {len(y)} samples")
+
+    # `x`, `y` and `predicted` are now the test set's.
+    with atomic_path(CONFUSION_PLOT) as tmp:
+        pd.DataFrame({
+            "actual": np.array(CLASS_NAMES)[y],
+            "predicted": np.array(CLASS_NAMES)[predicted],
+        }).to_csv(tmp, index=False)
+    wrong = np.flatnonzero(predicted != y)[:N_MISCLASSIFIED]
+    save_image_grid(
+        MISCLASSIFIED_PLOT, np.asarray(x[wrong]),
+        [f"{CLASS_NAMES[y[i]]}\n→ {CLASS_NAMES[predicted[i]]}" for i in wrong],
+    )
+    write_json(EVALUATE_METRICS, results)
+
+
+if __name__ == "__main__":
+    run(main)

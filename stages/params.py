@@ -1,0 +1,136 @@
+"""params.yaml: read safely, and validated key by key before any stage does work.
+
+Each stage asks only for the keys it declares in dvc.yaml, so a bad value of one stage's
+param never stops another stage, and every message names the key, the value and what is allowed.
+"""
+
+import os
+import re
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+
+from stages.cli import UserError
+
+PARAMS_FILE = "params.yaml"
+
+
+class Section(BaseModel):
+    # strict: `epochs: "5"` or `epochs: true` is a mistake, not a number.
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+def _check_source(value: Any) -> Any:
+    if isinstance(value, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value):
+        if not re.match(r"^https?://", value):
+            raise ValueError("a source must be an http(s) URL or a local directory path")
+    return value
+
+
+Source = Annotated[str, Field(min_length=1), BeforeValidator(_check_source)]
+
+
+class Download(Section):
+    sources: list[Source] = Field(min_length=1, description="a list of http(s) URLs or directories")
+    retries: int = Field(ge=1, le=10, description="attempts per file, an integer from 1 to 10")
+    timeout: float = Field(gt=0, le=600, description="seconds, a number in (0, 600]")
+
+
+class Split(Section):
+    test_size: float = Field(gt=0, lt=1, description="a fraction in (0, 1)")
+
+
+def _alias_log(value: Any) -> Any:
+    return "log_loss" if value == "log" else value  # the spelling of scikit-learn < 1.1
+
+
+class SGD(Section):
+    loss: Annotated[
+        Literal["log_loss", "hinge", "modified_huber", "squared_hinge", "perceptron"],
+        BeforeValidator(_alias_log),
+    ]
+    max_iter: int = Field(ge=1, le=10_000, description="an integer from 1 to 10000")
+    folds: int = Field(ge=2, le=20, description="an integer from 2 to 20")
+
+
+class Model(Section):
+    hidden: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        max_length=8, description="a list of up to 8 layer sizes from 1 to 4096, [] for none"
+    )
+    activation: Literal["relu", "tanh", "sigmoid", "elu", "gelu"]
+    optimizer: Literal["rmsprop", "adam", "sgd"]
+    learning_rate: float = Field(gt=0, le=10, description="a number in (0, 10]")
+    dropout: float = Field(ge=0, lt=1, description="a fraction in [0, 1)")
+
+
+SCHEMA: dict[str, Any] = {
+    "seed": Annotated[int, Field(ge=0, le=2**32 - 1, description="an integer from 0 to 2**32-1")],
+    "max_samples": Annotated[
+        int | None, Field(ge=500, description="null (all samples) or an integer >= 500")
+    ],
+    "epochs": Annotated[int, Field(ge=1, le=1000, description="an integer from 1 to 1000")],
+    "batch_size": Annotated[int, Field(ge=1, le=60_000, description="an integer from 1 to 60000")],
+    "download": Download,
+    "split": Split,
+    "sgd": SGD,
+    "model": Model,
+}
+
+
+def load(*keys: str, path: str | os.PathLike = PARAMS_FILE) -> Any:
+    """Read `path` and return the validated values of `keys` as attributes (`p.epochs`, `p.sgd.loss`)."""
+    try:
+        with open(path) as file:
+            raw = yaml.safe_load(file)
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise UserError(f"{path}: YAML syntax error{at}: {problem}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping of keys to values, got {type(raw).__name__}")
+
+    model = create_model(
+        "Params", __config__=ConfigDict(strict=True), **{key: (SCHEMA[key], ...) for key in keys}
+    )
+    try:
+        return model.model_validate({key: raw[key] for key in keys if key in raw})
+    except ValidationError as error:
+        raise UserError(describe(error, raw, path)) from None
+
+
+def describe(error: ValidationError, raw: dict[str, Any], path: str | os.PathLike) -> str:
+    """One line for the first problem: key, value, and what is allowed."""
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "missing":
+        return f"{path}: {key} is missing{_allowed(first['loc'])}"
+    if first["type"] == "extra_forbidden":
+        return f"{path}: unknown key {key}"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{path}: {key} = {_lookup(raw, first['loc'])!r} is not allowed: {message}{_allowed(first['loc'])}"
+
+
+def _lookup(raw: Any, loc: tuple) -> Any:
+    for part in loc:
+        try:
+            raw = raw[part]
+        except (KeyError, IndexError, TypeError):
+            break
+    return raw
+
+
+def _allowed(loc: tuple) -> str:
+    """The field's description, if it has one, as '(allowed: ...)'."""
+    annotation: Any = SCHEMA.get(loc[0])
+    field = None
+    if len(loc) > 1 and isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        field = annotation.model_fields.get(str(loc[1]))
+        description = field.description if field else None
+    else:
+        metadata = getattr(annotation, "__metadata__", ())
+        description = next((m.description for m in metadata if hasattr(m, "description")), None)
+    return f" (allowed: {description})" if description else ""

@@ -1,0 +1,55 @@
+"""Stage 2: read the IDX files, scale pixels to [0, 1] as float32 and flatten each image to 784 values.
+
+Also describes the data (metrics/data.json) and shows the first 10 training images.
+"""
+
+import numpy as np
+
+from stages import params
+from stages.cli import run
+from stages.dataset import CLASS_NAMES
+from stages.artifacts import DATA_METRICS, FIRST_IMAGES_PLOT, PREPARED_DIR, RAW_DIR
+from stages.files import save_npy, write_json
+from stages.idx import read_images_and_labels
+from stages.images import save_image_grid
+
+PARAMS = ("max_samples",)
+
+
+def scale_and_flatten(images: np.ndarray) -> np.ndarray:
+    """uint8 images (n × 28 × 28) → float32 rows of 784 values in [0, 1]."""
+    flat = images.reshape(len(images), -1)
+    return np.divide(flat, 255, dtype=np.float32)
+
+
+def describe(labels: np.ndarray, images: np.ndarray) -> dict:
+    counts = np.bincount(labels, minlength=len(CLASS_NAMES))
+    return {
+        "samples": int(images.shape[0]),
+        "height": int(images.shape[1]),
+        "width": int(images.shape[2]),
+        "class_counts": {name: int(n) for name, n in zip(CLASS_NAMES, counts)},
+    }
+
+
+def main() -> None:
+    p = params.load(*PARAMS)
+    description = {}
+    for prefix, stem in (("train", "train"), ("test", "t10k")):
+        images, labels = read_images_and_labels(
+            RAW_DIR / f"{stem}-images-idx3-ubyte", RAW_DIR / f"{stem}-labels-idx1-ubyte"
+        )
+        if p.max_samples is not None:
+            images, labels = images[: p.max_samples], labels[: p.max_samples]
+        save_npy(PREPARED_DIR / f"x_{prefix}.npy", scale_and_flatten(images))
+        save_npy(PREPARED_DIR / f"y_{prefix}.npy", labels)
+        description[prefix] = describe(labels, images)
+        print(f"{prefix}: {images.shape[0]} images of {images.shape[1]}x{images.shape[2]} → "
+              f"x_{prefix} {images.shape[0]} x {images.shape[1] * images.shape[2]} float32 in [0, 1]")
+        if prefix == "train":
+            save_image_grid(FIRST_IMAGES_PLOT, images[:10], [CLASS_NAMES[y] for y in labels[:10]])
+    write_json(DATA_METRICS, description)
+
+
+if __name__ == "__main__":
+    run(main)
