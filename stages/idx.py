@@ -13,16 +13,15 @@ LABELS_MAGIC = 2049  # unsigned bytes, 1 dimension
 
 def parse_idx(data: bytes, magic: int, name: str = "IDX data") -> np.ndarray:
     """Parse IDX bytes with the expected magic number into a read-only uint8 array."""
-    ndim = magic & 0xFF
+    ndim = magic & 0xFF  # the magic number's last byte counts the dimensions
     header_size = 4 + 4 * ndim
+    if len(data) >= 4 and (found := int.from_bytes(data[:4], "big")) != magic:
+        raise UserError(f"{name}: magic number {found}, expected {magic}")
     if len(data) < header_size:
         raise UserError(
             f"{name}: {len(data)} bytes is too short for an IDX header "
             f"(expected at least {header_size})"
         )
-    found = int.from_bytes(data[:4], "big")
-    if found != magic:
-        raise UserError(f"{name}: magic number {found}, expected {magic}")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = header_size + int(np.prod(shape))
     if len(data) != expected:

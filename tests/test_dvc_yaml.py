@@ -1,0 +1,54 @@
+"""dvc.yaml declares exactly the code and params each stage reads: that is what makes caching right."""
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+
+def stage_imports(module: str, seen: set[str] | None = None) -> set[str]:
+    """Files of the `stages` package that `module` imports, directly or not (itself included)."""
+    seen = set() if seen is None else seen
+    path = f"stages/{module.removeprefix('stages.')}.py"
+    if path in seen:
+        return seen
+    seen.add(path)
+    for node in ast.walk(ast.parse((REPO / path).read_text())):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("stages"):
+            names = [node.module] if node.module != "stages" else [f"stages.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names if a.name.startswith("stages.")]
+        for name in names:
+            stage_imports(name, seen)
+    return seen
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_code_deps_are_exactly_the_imported_modules(name):
+    stage = STAGES[name]
+    module = stage["cmd"].removeprefix("python -m ")
+    declared = {d for d in stage["deps"] if d.startswith("stages/")}
+    assert declared == stage_imports(module)
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_params_are_exactly_the_validated_keys(name):
+    stage = STAGES[name]
+    module = importlib.import_module(stage["cmd"].removeprefix("python -m "))
+    assert set(stage.get("params", [])) == set(getattr(module, "PARAMS", ()))
+
+
+def test_metrics_are_committed_and_outputs_cached():
+    for stage in STAGES.values():
+        for entry in stage.get("metrics", []):
+            (path, options), = entry.items()
+            assert path.startswith("metrics/") and options == {"cache": False}
+        for entry in stage.get("outs", []):
+            path = entry if isinstance(entry, str) else next(iter(entry))
+            assert path.startswith(("data/", "plots/"))
