@@ -1,21 +1,36 @@
 """Pictures of images with their class names, for a person to look at."""
 
 import os
+import sys
 
 import numpy as np
 
 from stages.files import atomic_path
+from stages.isolation import isolate
 
 
 def save_image_grid(
     path: str | os.PathLike, images: np.ndarray, titles: list[str], columns: int = 5
 ) -> None:
     """Save `images` (n × 28 × 28 or n × 784) as a grid, each titled, in the study's gray_r colormap."""
+    plt = import_pyplot()
+    with plt.style.context("default"):  # the built-in style, whatever a matplotlibrc says
+        _draw(plt, path, images, titles, columns)
+
+
+def import_pyplot():
+    """pyplot on the Agg backend, kept out of the user's home (see stages/isolation.py)."""
+    if "matplotlib" not in sys.modules:
+        isolate()
     import matplotlib
 
     matplotlib.use("Agg")  # no screen here; also keeps pyplot from looking for one
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _draw(plt, path: str | os.PathLike, images: np.ndarray, titles: list[str], columns: int) -> None:
     rows = max(1, -(-len(images) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(1.8 * columns, 2.0 * rows), squeeze=False)
     for ax in axes.flat:
