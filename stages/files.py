@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -16,12 +17,14 @@ import numpy as np
 def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling of `path` to write; rename it to `path` only if the block succeeds.
 
-    The temporary name keeps the suffix (Keras checks for `.keras`) and starts with a dot,
-    so nothing half-written ever carries the final name.
+    The temporary name keeps the suffix (Keras checks for `.keras`), starts with a dot and
+    carries the writer's process id, so nothing half-written ever carries the final name, and
+    what a killed writer (SIGKILL, power loss) left behind is removed by the next writer.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{path.stem}-tmp-"
+    remove_stale_temporaries(path)
+    prefix = f".{path.stem}-tmp-{os.getpid()}-"
     if directory:
         tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
     else:
@@ -40,6 +43,38 @@ def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Pa
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove temporaries of `path` whose writing process no longer exists; return them."""
+    pattern = re.compile(rf"^\.{re.escape(path.stem)}-tmp-(\d+)-")
+    removed = []
+    for candidate in path.parent.glob(f".{glob_escape(path.stem)}-tmp-*"):
+        match = pattern.match(candidate.name)
+        if not match or _alive(int(match.group(1))):
+            continue
+        if candidate.is_dir() and not candidate.is_symlink():
+            shutil.rmtree(candidate, ignore_errors=True)
+        else:
+            candidate.unlink(missing_ok=True)
+        removed.append(candidate)
+    return removed
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?[])", r"[\1]", text)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:

@@ -1,0 +1,326 @@
+"""Fixtures of the reliability suite: faulty loopback servers, stage runs, snapshots of a tree.
+
+Every test in this folder gets the `reliability` marker: `pytest -m reliability` or
+`pytest tests/reliability` runs the suite alone; `python tests/reliability/count_cases.py`
+prints the README's table of fault classes and cases.
+"""
+
+import hashlib
+import http.server
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+PYTHON = sys.executable
+VENV_BIN = Path(PYTHON).parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "reliability: a fault-injection case of tests/reliability (runs alone with -m)"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.reliability)
+
+
+# ---------------------------------------------------------------- faulty HTTP servers
+
+
+@dataclass
+class FaultServer:
+    """A loopback HTTP server whose `behaviour(handler, name)` answers each GET of `/name`."""
+
+    url: str
+    requests: list[str] = field(default_factory=list)
+
+    def count(self, name: str | None = None) -> int:
+        return sum(1 for r in self.requests if name is None or r == name)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    behaviour: Callable  # set per server
+    record: list
+    closing: threading.Event
+
+    def do_GET(self) -> None:  # noqa: N802
+        name = self.path.lstrip("/")
+        self.record.append(name)
+        try:
+            type(self).behaviour(self, name)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    # Helpers for behaviours.
+    def send(self, status: int, body: bytes = b"", length: int | None = None,
+             headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+
+    def pause(self, seconds: float) -> bool:
+        """Sleep, but return True at once when the server is shutting down."""
+        return self.closing.wait(seconds)
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that gave up mid-body is what these servers are for
+
+
+@pytest.fixture
+def fault_server() -> Iterator[Callable[[Callable], FaultServer]]:
+    """fault_server(behaviour) → a started FaultServer on 127.0.0.1; stopped after the test."""
+    started = []
+
+    def start(behaviour: Callable) -> FaultServer:
+        record: list[str] = []
+        closing = threading.Event()
+        handler = type("Handler", (_Handler,), {
+            "behaviour": staticmethod(behaviour), "record": record, "closing": closing,
+        })
+        server = _Server(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        started.append((server, closing))
+        return FaultServer(f"http://127.0.0.1:{server.server_port}/", record)
+
+    yield start
+    for server, closing in started:
+        closing.set()
+        server.shutdown()
+        server.server_close()
+
+
+def closed_port_url() -> str:
+    """An http URL on 127.0.0.1 where nothing listens (connection refused)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+# ---------------------------------------------------------------- running stages
+
+
+def stage(project: Path, name: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `python -m stages.<name>` in `project`, as DVC runs it."""
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("PYTHONPATH", None)
+    return subprocess.run(
+        [PYTHON, "-m", f"stages.{name}"], cwd=project, env=env,
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The single `error: ...` line a stage printed, after checking it printed nothing else."""
+    assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-3000:]
+    return lines[0]
+
+
+def snapshot(root: Path, ignore: tuple[str, ...] = (".git", "__pycache__")) -> dict[str, tuple]:
+    """Every file and directory under `root`: (kind, size, mtime_ns, sha256) by relative path."""
+    found = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in ignore]
+        for name in dirnames:
+            found[os.path.relpath(os.path.join(dirpath, name), root)] = ("dir",)
+        for name in filenames:
+            path = Path(dirpath, name)
+            stat = path.lstat()
+            digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+            found[str(path.relative_to(root))] = ("file", stat.st_size, stat.st_mtime_ns, digest)
+    return found
+
+
+def temporaries(root: Path) -> list[str]:
+    """Files or directories named like atomic_path's temporaries, anywhere under `root`."""
+    return sorted(
+        str(p.relative_to(root)) for p in root.rglob(".*-tmp-*") if ".git" not in p.parts
+    )
+
+
+def wait_for(condition: Callable[[], object], timeout: float, interval: float = 0.05) -> object:
+    """Poll `condition` until it is truthy (return it) or `timeout` s pass (return None)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    return None
+
+
+# ---------------------------------------------------------------- whole-pipeline runs
+
+METRICS = ("data", "sgd_cv", "train", "evaluate", "summary")
+# Small, but with an SGD cross-validation (~4 s) and a training (~4 s) long enough to be
+# interrupted in the middle.
+PIPELINE_PARAMS = {"max_samples": 2000, "sgd.max_iter": 100, "epochs": 20}
+
+
+def metrics_bytes(project: Path) -> dict[str, bytes]:
+    return {name: (project / "metrics" / f"{name}.json").read_bytes() for name in METRICS}
+
+
+def copy_project(source: Path, target: Path) -> Path:
+    import shutil
+
+    shutil.copytree(source, target, symlinks=True)
+    return target
+
+
+class Repro:
+    """A `dvc repro` running in the background, in its own process group, its output collected."""
+
+    def __init__(self, project: Path, *args: str):
+        env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+               "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+        self.process = subprocess.Popen(
+            [str(VENV_BIN / "dvc"), "repro", *args], cwd=project, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def stage_process(self, name: str):
+        """The running `python -m stages.<name>` started by this dvc, or None."""
+        import psutil
+
+        try:
+            children = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return None
+        for child in children:
+            try:
+                if f"stages.{name}" in " ".join(child.cmdline()):
+                    return child
+            except psutil.Error:
+                continue
+        return None
+
+    def wait(self, timeout: float = 300) -> int:
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+        self._reader.join(10)
+        return code
+
+    def kill(self) -> None:
+        import signal
+
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def prefix_project(tmp_path_factory, dataset) -> Path:
+    """A small project where download, prepare and split have run (`dvc repro split`)."""
+    from conftest import SMALL, dvc, make_project
+
+    project = make_project(tmp_path_factory.mktemp("prefix") / "project", **PIPELINE_PARAMS,
+                           **{"download.sources": [str(dataset)]})
+    dvc(project, "repro", "split")
+    return project
+
+
+@pytest.fixture(scope="session")
+def after_sgd_cv(tmp_path_factory, prefix_project) -> Path:
+    """The prefix project after `dvc repro sgd_cv` too: the next stage to run is train."""
+    from conftest import dvc
+
+    project = copy_project(prefix_project, tmp_path_factory.mktemp("after_sgd_cv") / "project")
+    dvc(project, "repro", "sgd_cv")
+    return project
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory, after_sgd_cv) -> Path:
+    """The pipeline completed without interruption (from the prefix, by `dvc repro`)."""
+    from conftest import dvc
+
+    project = copy_project(after_sgd_cv, tmp_path_factory.mktemp("reference") / "project")
+    dvc(project, "repro")
+    return project
+
+
+@dataclass
+class Attempt:
+    result: subprocess.CompletedProcess
+    seconds: float
+    first_still_running: bool
+
+
+@dataclass
+class ConcurrentRun:
+    project: Path
+    first: "Repro"
+    first_code: int
+    attempts: dict[str, Attempt]  # by the stage the first run was in
+
+
+CONCURRENT_DURING = ("sgd_cv", "train")
+
+
+@pytest.fixture(scope="session")
+def concurrent_run(tmp_path_factory, dataset) -> ConcurrentRun:
+    """A second run from scratch; while it runs sgd_cv, then train, `dvc repro` is tried again."""
+    from conftest import dvc, make_project
+
+    project = make_project(tmp_path_factory.mktemp("concurrent") / "project", **PIPELINE_PARAMS,
+                           **{"download.sources": [str(dataset)]})
+    first = Repro(project)
+    attempts = {}
+    try:
+        for name in CONCURRENT_DURING:
+            assert wait_for(lambda: first.stage_process(name), timeout=240), first.output
+            start = time.monotonic()
+            result = dvc(project, "repro", check=False)
+            attempts[name] = Attempt(result, time.monotonic() - start, first.process.poll() is None)
+        code = first.wait(300)
+    finally:
+        if first.process.poll() is None:
+            first.kill()
+    return ConcurrentRun(project, first, code, attempts)

@@ -1,0 +1,47 @@
+"""Determinism: the same params give the same bytes, and a no-op `dvc repro` touches nothing."""
+
+import yaml
+from conftest import dvc
+
+from .conftest import METRICS, metrics_bytes, snapshot
+
+FAULT_CLASS = "determinism: a rerun"
+USER_SEES = (
+    "byte-identical metrics/*.json and data from two runs from scratch; "
+    "`Data and pipelines are up to date.` and not one file changed by a no-op `dvc repro`"
+)
+
+
+def outs(project):
+    """Each output's hash in dvc.lock, by path."""
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    return {out["path"]: out["md5"] for stage in lock["stages"].values()
+            for out in stage.get("outs", [])}
+
+
+def test_two_runs_from_scratch_give_identical_metrics(reference, concurrent_run):
+    assert concurrent_run.first_code == 0
+    first, second = metrics_bytes(reference), metrics_bytes(concurrent_run.project)
+    assert set(first) == set(METRICS)
+    for name in METRICS:
+        assert first[name] == second[name], f"metrics/{name}.json differs between two runs"
+
+
+def test_two_runs_from_scratch_give_identical_data_and_plots(reference, concurrent_run):
+    first, second = outs(reference), outs(concurrent_run.project)
+    assert set(first) == set(second)
+    # The .keras file is a zip whose metadata.json records when it was saved; its weights are
+    # compared through the metrics above (val and test loss to the last digit).
+    different = {path for path in first if first[path] != second[path]}
+    assert different <= {"data/model.keras"}, different
+
+
+def test_a_noop_repro_changes_nothing_on_disk(concurrent_run):
+    project = concurrent_run.project
+    # .dvc/tmp is DVC's own scratch space (its lock files, the hash cache), not the project's.
+    ignore = (".git", "__pycache__", "tmp")
+    before = snapshot(project, ignore)
+    result = dvc(project, "repro")
+    assert "Data and pipelines are up to date." in result.stdout, result.stdout
+    assert "Running stage" not in result.stdout
+    assert snapshot(project, ignore) == before

@@ -1,0 +1,144 @@
+"""Safety: nothing from params.yaml, a download or a model file gets to run code.
+
+Each case plants code that would leave a marker file if it ran: a YAML tag in params.yaml, a
+pickle in a .npy, a Lambda layer in the .keras model, a pickle served as a dataset file. The
+marker must never appear and the input must be refused.
+"""
+
+import ast
+import gzip
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO, make_project
+
+from stages.download import download
+from stages.files import load_npy
+
+from .conftest import one_error_line, stage
+
+FAULT_CLASS = "safety: code planted in an input"
+USER_SEES = (
+    "a refusal: `error: params.yaml: YAML syntax error ...`, a rejected source, NumPy's "
+    "`allow_pickle=False`, Keras's safe-mode error (today with a traceback); the code never runs"
+)
+
+
+class Plant:
+    """Unpickling this creates `path`."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def test_params_yaml_python_tags_are_not_executed(tmp_path):
+    project = make_project(tmp_path / "project")
+    marker = tmp_path / "pwned"
+    text = (project / "params.yaml").read_text()
+    text = text.replace("epochs: 5", f"epochs: !!python/object/apply:os.system ['touch {marker}']")
+    (project / "params.yaml").write_text(text)
+    line = one_error_line(stage(project, "train"))
+    assert line.startswith("error: params.yaml: YAML syntax error"), line
+    assert "python/object/apply" in line
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("source", ["ftp://127.0.0.1/", "file:///usr/share/datasets/fashion-mnist",
+                                    "javascript://x", "s3://bucket/fashion"])
+def test_a_source_neither_url_nor_path_is_rejected_by_params(source, tmp_path):
+    project = make_project(tmp_path / "project", **{"download.sources": [source]})
+    line = one_error_line(stage(project, "download"))
+    assert line.startswith(f"error: params.yaml: download.sources.0 = {source!r} is not allowed"), line
+    assert "http(s) URL or a local directory" in line
+    assert not (project / "data").exists()
+
+
+def test_a_pickled_npy_is_not_unpickled(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "x_train.npy"
+    np.save(path, np.array([Plant(marker)], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="allow_pickle=False|Python objects"):
+        load_npy(path)
+    assert not marker.exists()
+
+
+def test_a_pickle_served_as_a_dataset_file_is_rejected_unread(tmp_path, fault_server):
+    marker = tmp_path / "pwned"
+    body = gzip.compress(pickle.dumps(Plant(marker)))
+    mirror = fault_server(lambda h, name: h.send(200, body))
+    with pytest.raises(Exception, match="sha256"):
+        download([mirror.url], tmp_path / "raw", retries=1, timeout=5)
+    assert not marker.exists() and not (tmp_path / "raw").exists()
+
+
+def test_a_model_with_code_is_refused_by_keras_safe_mode(tmp_path, reference):
+    """A Lambda layer carries Python bytecode; evaluate must refuse it, not run it."""
+    from .conftest import copy_project
+
+    project = copy_project(reference, tmp_path / "project")
+    marker = tmp_path / "pwned"
+    script = f"""
+import os
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import keras
+net = keras.Sequential([keras.Input((784,)),
+    keras.layers.Lambda(lambda x: (__import__("pathlib").Path({str(marker)!r}).touch(), x)[1]),
+    keras.layers.Dense(10, activation="softmax")])
+net.save("data/model.keras")
+"""
+    marker.unlink(missing_ok=True)
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", script], cwd=project, check=True, capture_output=True)
+    marker.unlink(missing_ok=True)  # building it ran the lambda once; loading must not
+    result = stage(project, "evaluate")
+    assert result.returncode != 0
+    assert "safe_mode" in result.stderr, result.stderr[-2000:]
+    assert not marker.exists()
+    assert not (project / "metrics/evaluate.json").exists() or \
+        (project / "metrics/evaluate.json").read_bytes() == (reference / "metrics/evaluate.json").read_bytes()
+
+
+UNSAFE_CALLS = {
+    ("pickle", "load"), ("pickle", "loads"), ("joblib", "load"), ("torch", "load"),
+    ("yaml", "load"), ("yaml", "unsafe_load"), ("yaml", "full_load"), ("dill", "load"),
+    ("marshal", "loads"), ("shelve", "open"),
+}
+
+
+def calls(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            name = owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", "")
+            yield name, node.func.attr, node
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "stages").glob("*.py")), ids=lambda p: p.name)
+def test_no_stage_unpickles_or_loads_unsafely(path):
+    """No pickle/joblib/yaml.load; np.load never with allow_pickle; load_model only in safe mode."""
+    tree = ast.parse(path.read_text())
+    for owner, name, node in calls(tree):
+        assert (owner, name) not in UNSAFE_CALLS, f"{path.name}:{node.lineno}: {owner}.{name}"
+        keywords = {k.arg: k.value for k in node.keywords}
+        if name == "load" and owner in ("np", "numpy"):
+            flag = keywords.get("allow_pickle")
+            assert flag is None or (isinstance(flag, ast.Constant) and flag.value is False), \
+                f"{path.name}:{node.lineno}: np.load(allow_pickle=...)"
+        if name == "load_model":
+            flag = keywords.get("safe_mode")
+            assert isinstance(flag, ast.Constant) and flag.value is True, \
+                f"{path.name}:{node.lineno}: load_model without safe_mode=True"
+        if name == "eval" or name == "exec":
+            raise AssertionError(f"{path.name}:{node.lineno}: {name}")
+
+
+def test_params_are_read_with_safe_load():
+    text = (REPO / "stages/params.py").read_text()
+    assert "yaml.safe_load(" in text and "yaml.load(" not in text
