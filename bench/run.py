@@ -108,7 +108,7 @@ class Bench:
             else:
                 shutil.copy2(source, target)
         if self.args.overlay:
-            # Candidate versions of project files (e.g. bench/proposed/stages/evaluate.py).
+            # Candidate versions of project files.
             shutil.copytree(self.args.overlay, root, dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns("__pycache__"))
         params = yaml.safe_load((root / "params.yaml").read_text())
@@ -400,7 +400,7 @@ def main() -> None:
                         help="override .dvc/config's cache.type in the copies (e.g. copy, hardlink, symlink)")
     parser.add_argument("--overlay", type=Path, default=None,
                         help="a directory of candidate project files copied over each copy, "
-                        "e.g. bench/proposed (its stages/evaluate.py runs without TensorFlow)")
+                        "a folder of candidate project files")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "BENCHMARKS.md")
     parser.add_argument("--json", type=Path, default=None, help="also write every raw figure as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the project copies and logs")
