@@ -1,13 +1,11 @@
 """Entry-point wrapper: a user error becomes one line on stderr and a non-zero exit."""
 
-import ctypes
-import ctypes.util
 import os
+import select
 import signal
 import sys
+import threading
 from collections.abc import Callable
-
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class UserError(Exception):
@@ -19,29 +17,56 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _stop_with_parent() -> None:
-    """Get SIGTERM when the parent dies (Linux), so a stage never outlives a killed `dvc repro`.
+def _launcher() -> int:
+    """The pid of the process that ran this stage: DVC, above any shell it ran the command in.
+
+    DVC runs `cmd` through `$SHELL -c` (`/bin/sh` when SHELL is unset, as under cron or in CI);
+    bash execs a lone command but dash forks, leaving a shell between DVC and the stage. Every
+    process DVC started for the stage carries DVC_STAGE in its environment; DVC itself does not.
+    """
+    pid = os.getppid()
+    if "DVC_STAGE" not in os.environ:
+        return pid
+    while pid > 1:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as file:
+                if not any(v.startswith(b"DVC_STAGE=") for v in file.read().split(b"\0")):
+                    return pid
+            with open(f"/proc/{pid}/stat", "rb") as file:
+                pid = int(file.read().rpartition(b")")[2].split()[1])  # field 4: ppid
+        except OSError:
+            return os.getppid()
+    return pid
+
+
+def _stop_with_launcher() -> None:
+    """Get SIGTERM when the process that ran this stage dies (Linux), so a stage never outlives a
+    killed `dvc repro`.
 
     `kill <pid of dvc>` ends DVC at once, without passing the signal on; the stage would go on
     as an orphan, writing outputs that no dvc.lock will record, maybe under a later run's feet.
     """
     if not sys.platform.startswith("linux"):
         return
-    parent = os.getppid()
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
+        launcher = os.pidfd_open(_launcher())
+    except ProcessLookupError:  # it died before the watch began
+        raise KeyboardInterrupt from None
+    except OSError:  # no pidfd (Linux < 5.3): no watch
         return
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        raise KeyboardInterrupt
+
+    def watch() -> None:
+        select.select([launcher], [], [])  # readable once the launcher has exited
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="stop-with-launcher", daemon=True).start()
 
 
 def run(main: Callable[[], None]) -> None:
     """Run a stage's entry point; exit 1 with one line on a UserError, 130 on interruption."""
     try:
         signal.signal(signal.SIGTERM, _terminate)
-        _stop_with_parent()
+        _stop_with_launcher()
         main()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -201,9 +201,11 @@ def copy_project(source: Path, target: Path) -> Path:
 class Repro:
     """A `dvc repro` running in the background, in its own process group, its output collected."""
 
-    def __init__(self, project: Path, *args: str):
+    def __init__(self, project: Path, *args: str, shell: str = "/bin/sh"):
+        # DVC runs each cmd with `$SHELL -c`; /bin/sh (dash) forks, leaving a shell between DVC
+        # and the stage, as in CI and under cron where SHELL is unset.
         env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-               "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+               "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "SHELL": shell}
         self.process = subprocess.Popen(
             [str(VENV_BIN / "dvc"), "repro", *args], cwd=project, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
@@ -221,7 +223,7 @@ class Repro:
         return "".join(self.lines)
 
     def stage_process(self, name: str):
-        """The running `python -m stages.<name>` started by this dvc, or None."""
+        """The running `python -m stages.<name>` started by this dvc (not its shell), or None."""
         import psutil
 
         try:
@@ -230,7 +232,7 @@ class Repro:
             return None
         for child in children:
             try:
-                if f"stages.{name}" in " ".join(child.cmdline()):
+                if f"stages.{name}" in child.cmdline():  # an argument, not inside `sh -c '…'`
                     return child
             except psutil.Error:
                 continue

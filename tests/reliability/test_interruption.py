@@ -1,7 +1,8 @@
 """Interruption: `dvc repro` stopped by a signal during `sgd_cv` or `train`, then run again.
 
 SIGINT goes to the process group, as Ctrl-C in a terminal sends it; SIGTERM goes to DVC alone
-(`kill <pid>`: DVC dies at once without passing it on, so the stage must notice by itself);
+(`kill <pid>`: DVC dies at once without passing it on, so the stage must notice by itself, both
+when DVC's shell is dash, which stays between DVC and the stage, and bash, which execs it);
 SIGKILL goes to the stage alone (the OOM killer), which cannot clean up. Afterwards nothing
 half-written stands under an output's name, `dvc status` shows the stage as changed, and the
 next `dvc repro` ends with the same metrics, byte for byte, as an uninterrupted run.
@@ -32,15 +33,17 @@ OUTPUTS = {
     "train": ["data/model.keras", "metrics/train.json", "plots/train_history.csv"],
 }
 
-# signal, to whom
+# signal, to whom, DVC's $SHELL
 HOW = {
-    "SIGINT-group": (signal.SIGINT, "group"),
-    "SIGTERM-dvc": (signal.SIGTERM, "dvc"),
-    "SIGKILL-stage": (signal.SIGKILL, "stage"),
+    "SIGINT-group": (signal.SIGINT, "group", "/bin/sh"),
+    "SIGTERM-dvc": (signal.SIGTERM, "dvc", "/bin/sh"),
+    "SIGTERM-dvc-bash": (signal.SIGTERM, "dvc", "/bin/bash"),
+    "SIGKILL-stage": (signal.SIGKILL, "stage", "/bin/sh"),
 }
 CASES = [
     ("sgd_cv", "SIGINT-group"), ("sgd_cv", "SIGTERM-dvc"),
-    ("train", "SIGINT-group"), ("train", "SIGTERM-dvc"), ("train", "SIGKILL-stage"),
+    ("train", "SIGINT-group"), ("train", "SIGTERM-dvc"), ("train", "SIGTERM-dvc-bash"),
+    ("train", "SIGKILL-stage"),
 ]
 
 
@@ -76,8 +79,8 @@ def test_an_interrupted_stage_leaves_nothing_taken_as_valid(name, how, tmp_path,
                                                            after_sgd_cv, reference):
     start_from = prefix_project if name == "sgd_cv" else after_sgd_cv
     project = copy_project(start_from, tmp_path / "project")
-    sig, target = HOW[how]
-    run = Repro(project)
+    sig, target, shell = HOW[how]
+    run = Repro(project, shell=shell)
     try:
         process = wait_until_busy(run, name)
         if target == "group":
