@@ -6,11 +6,11 @@ import pandas as pd
 from stages.artifacts import (
     CONFUSION_PLOT, EVALUATE_METRICS, MISCLASSIFIED_PLOT, MODEL, load_prepared, load_split,
 )
-from stages.cli import run
+from stages.cli import UserError, run
 from stages.dataset import CLASS_NAMES
 from stages.files import atomic_path, write_json
 from stages.images import save_image_grid
-from stages.keras_setup import import_keras
+from stages.keras_setup import import_keras, without_tensorflow_noise
 
 N_MISCLASSIFIED = 20
 
@@ -26,14 +26,22 @@ def per_class_accuracy(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, f
 
 def main() -> None:
     keras = import_keras()
-    net = keras.models.load_model(MODEL, safe_mode=True)  # safe mode: no arbitrary code from the file
+    try:
+        net = keras.models.load_model(MODEL, safe_mode=True)  # safe mode: no code from the file
+    except ValueError as error:  # Keras's error for a missing, broken or unsafe file
+        message = " ".join(str(error).split())
+        raise UserError(
+            f"cannot load {MODEL}: {message} (this stage loads models in safe mode only; "
+            "`dvc repro train` rebuilds the model)"
+        ) from None
     results = {}
     for name, (x, y) in (("val", load_split("val")), ("test", load_prepared("test"))):
         x, y = np.asarray(x), np.asarray(y)
         # Keras computes the loss from the softmax's logits, as in training; recomputing it from
         # the predicted (clipped) probabilities would differ in the third decimal.
-        results[name] = net.evaluate(x, y, batch_size=1024, verbose=0, return_dict=True)
-        predicted = net.predict(x, batch_size=1024, verbose=0).argmax(axis=1)
+        with without_tensorflow_noise():
+            results[name] = net.evaluate(x, y, batch_size=1024, verbose=0, return_dict=True)
+            predicted = net.predict(x, batch_size=1024, verbose=0).argmax(axis=1)
         results[name]["per_class_accuracy"] = per_class_accuracy(y, predicted)
         print(f"{name}: loss {results[name]['loss']:.4f}, accuracy {results[name]['accuracy']:.4f} "
               f"on {len(y)} samples")

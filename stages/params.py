@@ -78,11 +78,34 @@ SCHEMA: dict[str, Any] = {
 }
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping, as DVC does.
+
+    SafeLoader keeps the last of two equal keys without a word: `epochs: 5` then `epochs: 50`
+    would train 50 epochs while the eye reads 5.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in first_line:
+                    raise yaml.constructor.ConstructorError(
+                        problem=f"key {key!r} is given twice (first at line {first_line[key]}); "
+                        "keep one", problem_mark=key_node.start_mark,
+                    )
+                first_line[key] = key_node.start_mark.line + 1
+            except TypeError:  # an unhashable key: SafeLoader's own message follows
+                break
+        return super().construct_mapping(node, deep=deep)
+
+
 def load(*keys: str, path: str | os.PathLike = PARAMS_FILE) -> Any:
     """Read `path` and return the validated values of `keys` as attributes (`p.epochs`, `p.sgd.loss`)."""
     try:
         with open(path) as file:
-            raw = yaml.safe_load(file)
+            raw = yaml.load(file, Loader=UniqueKeyLoader)  # safe: a SafeLoader
     except OSError as error:
         raise UserError(f"cannot read {path}: {error.strerror}") from None
     except yaml.YAMLError as error:

@@ -34,20 +34,24 @@ def describe(labels: np.ndarray, images: np.ndarray) -> dict:
 
 def main() -> None:
     p = params.load(*PARAMS)
-    description = {}
+    # Read and check all four files before writing anything: a bad test file must not leave
+    # freshly written train outputs beside stale test ones.
+    sets = {}
     for prefix, stem in (("train", "train"), ("test", "t10k")):
         images, labels = read_images_and_labels(
             RAW_DIR / f"{stem}-images-idx3-ubyte", RAW_DIR / f"{stem}-labels-idx1-ubyte"
         )
-        if p.max_samples is not None:
-            images, labels = images[: p.max_samples], labels[: p.max_samples]
+        sets[prefix] = images[: p.max_samples], labels[: p.max_samples]  # [:None] keeps all
+
+    description = {}
+    for prefix, (images, labels) in sets.items():
         save_npy(PREPARED_DIR / f"x_{prefix}.npy", scale_and_flatten(images))
         save_npy(PREPARED_DIR / f"y_{prefix}.npy", labels)
         description[prefix] = describe(labels, images)
         print(f"{prefix}: {images.shape[0]} images of {images.shape[1]}x{images.shape[2]} → "
               f"x_{prefix} {images.shape[0]} x {images.shape[1] * images.shape[2]} float32 in [0, 1]")
-        if prefix == "train":
-            save_image_grid(FIRST_IMAGES_PLOT, images[:10], [CLASS_NAMES[y] for y in labels[:10]])
+    images, labels = sets["train"]
+    save_image_grid(FIRST_IMAGES_PLOT, images[:10], [CLASS_NAMES[y] for y in labels[:10]])
     write_json(DATA_METRICS, description)
 
 

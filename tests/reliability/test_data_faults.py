@@ -115,9 +115,6 @@ def test_a_broken_training_file_writes_nothing(case, project):
     assert outputs(project) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "stages/prepare.py writes x_train.npy, y_train.npy and first_images.png before it reads the "
-    "t10k files; reading all four first would leave nothing (see the reliability report)"))
 @pytest.mark.parametrize("case", [c for c in CASES if c.startswith("test-set")])
 def test_a_broken_test_file_writes_nothing(case, project):
     name, data, _ = CASES[case]

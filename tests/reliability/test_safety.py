@@ -22,7 +22,8 @@ from .conftest import one_error_line, stage
 FAULT_CLASS = "safety: code planted in an input"
 USER_SEES = (
     "a refusal: `error: params.yaml: YAML syntax error ...`, a rejected source, NumPy's "
-    "`allow_pickle=False`, Keras's safe-mode error (today with a traceback); the code never runs"
+    "`allow_pickle=False`, `error: cannot load data/model.keras: ... safe_mode ...`; the code "
+    "never runs"
 )
 
 
@@ -97,9 +98,9 @@ net.save("data/model.keras")
 
     subprocess.run([sys.executable, "-c", script], cwd=project, check=True, capture_output=True)
     marker.unlink(missing_ok=True)  # building it ran the lambda once; loading must not
-    result = stage(project, "evaluate")
-    assert result.returncode != 0
-    assert "safe_mode" in result.stderr, result.stderr[-2000:]
+    line = one_error_line(stage(project, "evaluate"))
+    assert line.startswith("error: cannot load data/model.keras: "), line
+    assert "Lambda" in line and "safe mode" in line, line
     assert not marker.exists()
     assert not (project / "metrics/evaluate.json").exists() or \
         (project / "metrics/evaluate.json").read_bytes() == (reference / "metrics/evaluate.json").read_bytes()
@@ -107,7 +108,7 @@ net.save("data/model.keras")
 
 UNSAFE_CALLS = {
     ("pickle", "load"), ("pickle", "loads"), ("joblib", "load"), ("torch", "load"),
-    ("yaml", "load"), ("yaml", "unsafe_load"), ("yaml", "full_load"), ("dill", "load"),
+    ("yaml", "unsafe_load"), ("yaml", "full_load"), ("dill", "load"),
     ("marshal", "loads"), ("shelve", "open"),
 }
 
@@ -122,11 +123,22 @@ def calls(tree):
 
 @pytest.mark.parametrize("path", sorted((REPO / "stages").glob("*.py")), ids=lambda p: p.name)
 def test_no_stage_unpickles_or_loads_unsafely(path):
-    """No pickle/joblib/yaml.load; np.load never with allow_pickle; load_model only in safe mode."""
+    """No pickle/joblib; yaml.load only with a SafeLoader; np.load never with allow_pickle;
+    load_model only in safe mode."""
+    import importlib
+
+    import yaml
+
     tree = ast.parse(path.read_text())
+    module = importlib.import_module(f"stages.{path.stem}")
     for owner, name, node in calls(tree):
         assert (owner, name) not in UNSAFE_CALLS, f"{path.name}:{node.lineno}: {owner}.{name}"
         keywords = {k.arg: k.value for k in node.keywords}
+        if (owner, name) == ("yaml", "load"):
+            loader = keywords.get("Loader")
+            assert isinstance(loader, ast.Name), f"{path.name}:{node.lineno}: yaml.load without Loader"
+            assert issubclass(getattr(module, loader.id), yaml.SafeLoader), \
+                f"{path.name}:{node.lineno}: yaml.load(Loader={loader.id}), not a SafeLoader"
         if name == "load" and owner in ("np", "numpy"):
             flag = keywords.get("allow_pickle")
             assert flag is None or (isinstance(flag, ast.Constant) and flag.value is False), \
@@ -139,6 +151,11 @@ def test_no_stage_unpickles_or_loads_unsafely(path):
             raise AssertionError(f"{path.name}:{node.lineno}: {name}")
 
 
-def test_params_are_read_with_safe_load():
-    text = (REPO / "stages/params.py").read_text()
-    assert "yaml.safe_load(" in text and "yaml.load(" not in text
+def test_params_are_read_with_a_safe_loader():
+    import yaml
+
+    from stages.params import UniqueKeyLoader
+
+    assert issubclass(UniqueKeyLoader, yaml.SafeLoader)
+    with pytest.raises(yaml.constructor.ConstructorError, match="python/object"):
+        yaml.load("epochs: !!python/object/apply:os.getpid []", Loader=UniqueKeyLoader)
