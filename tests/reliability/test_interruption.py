@@ -134,3 +134,20 @@ def test_a_killed_writer_leaves_no_temporary_behind(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_bytes(b"a model")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "model.keras"])
+
+
+def test_ctrl_c_while_a_stage_imports_its_libraries_is_one_line(tmp_path, prefix_project):
+    """Before stages.cli.run takes over (scikit-learn's import alone takes about a second)."""
+    import subprocess
+    import sys
+
+    project = copy_project(prefix_project, tmp_path / "project")
+    child = subprocess.Popen([sys.executable, "-m", "stages.sgd_cv"], cwd=project,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    # Python ends an uncaught KeyboardInterrupt by SIGINT itself: a shell reports 130
+    assert child.returncode == -signal.SIGINT, (child.returncode, err[-2000:])
+    assert err == "interrupted: nothing was written\n", err[-2000:]
+    assert not (project / "metrics/sgd_cv.json").exists()
