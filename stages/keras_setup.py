@@ -43,6 +43,9 @@ def import_keras(seed: int | None = None):
     if "keras" not in sys.modules:  # Keras reads its environment once, at import
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no start-up banner
         isolate()
+        # Keras imports its scikit-learn wrappers whenever scikit-learn is installed: half a
+        # second of start-up for nothing a stage uses. Marked absent in this process only.
+        sys.modules.setdefault("sklearn", None)
     with without_tensorflow_noise():
         import keras
         import tensorflow as tf

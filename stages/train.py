@@ -132,9 +132,6 @@ def as_tensor(tf, array: np.ndarray):
 
 def main() -> None:
     p = params.load(*PARAMS)
-    # Keras imports its scikit-learn wrappers whenever scikit-learn is installed: half a second
-    # of this stage's start-up for nothing it uses. Marked absent in this process only.
-    sys.modules.setdefault("sklearn", None)
     # The rows are gathered from the memory-mapped prepared set before TensorFlow's ~0.5 GB
     # arrive, into 64-byte-aligned arrays that TensorFlow then uses without a copy: the stage's
     # peak memory stays well under 1 GiB.
