@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 import yaml
+from project_files import PROJECT_FILES  # this script's folder
 
 REPO = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvcignore", ".gitignore"]
 DEFAULT_EXPERIMENTS = ["epochs=10", "model.hidden=[100]", "model.optimizer=adam"]
 COLUMNS = {  # column → key of metrics/summary.json
     "SGD CV acc": "sgd_cv_accuracy",

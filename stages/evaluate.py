@@ -1,14 +1,13 @@
 """Stage 6: evaluate the trained network on the validation and test sets."""
 
 import numpy as np
-import pandas as pd
 
 from stages.artifacts import (
     CONFUSION_PLOT, EVALUATE_METRICS, MISCLASSIFIED_PLOT, MODEL, load_prepared, load_split,
 )
 from stages.cli import UserError, run
 from stages.dataset import CLASS_NAMES
-from stages.files import atomic_path, write_json
+from stages.files import write_csv, write_json
 from stages.images import save_image_grid
 from stages.keras_setup import import_keras, without_tensorflow_noise
 
@@ -47,11 +46,10 @@ def main() -> None:
               f"on {len(y)} samples")
 
     # `x`, `y` and `predicted` are now the test set's.
-    with atomic_path(CONFUSION_PLOT) as tmp:
-        pd.DataFrame({
-            "actual": np.array(CLASS_NAMES)[y],
-            "predicted": np.array(CLASS_NAMES)[predicted],
-        }).to_csv(tmp, index=False)
+    write_csv(CONFUSION_PLOT, {
+        "actual": [CLASS_NAMES[label] for label in y],
+        "predicted": [CLASS_NAMES[label] for label in predicted],
+    })
     wrong = np.flatnonzero(predicted != y)[:N_MISCLASSIFIED]
     save_image_grid(
         MISCLASSIFIED_PLOT, np.asarray(x[wrong]),

@@ -1,12 +1,13 @@
 """Atomic writes: an output appears whole under its final name, or not at all."""
 
 import contextlib
+import csv
 import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,14 @@ def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
     """Write `data` as indented JSON, atomically; the same data always gives the same bytes."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def write_csv(path: str | os.PathLike, columns: dict[str, Sequence[Any]]) -> None:
+    """Write equal-length `columns` as a CSV table with a header row, atomically (a DVC plot)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as file:
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(zip(*columns.values()))
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:

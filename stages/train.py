@@ -8,7 +8,7 @@ import numpy as np
 from stages import params
 from stages.artifacts import MODEL, TRAIN_HISTORY_PLOT, TRAIN_METRICS, load_split
 from stages.cli import run
-from stages.files import atomic_path, write_json
+from stages.files import atomic_path, write_csv, write_json
 from stages.keras_setup import import_keras
 
 PARAMS = ("seed", "epochs", "batch_size", "model")
@@ -146,12 +146,7 @@ def main() -> None:
 
     with atomic_path(MODEL) as tmp:
         net.save(tmp)
-    import pandas as pd
-
-    table = pd.DataFrame(history)
-    table.insert(0, "epoch", np.arange(1, len(table) + 1))
-    with atomic_path(TRAIN_HISTORY_PLOT) as tmp:
-        table.to_csv(tmp, index=False)
+    write_csv(TRAIN_HISTORY_PLOT, {"epoch": range(1, p.epochs + 1), **history})
     write_json(TRAIN_METRICS, {
         "train": {"loss": history["loss"][-1], "accuracy": history["accuracy"][-1]},
         "val": {"loss": history["val_loss"][-1], "accuracy": history["val_accuracy"][-1]},

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from scripts.project_files import PROJECT_FILES
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = Path("/usr/share/datasets/fashion-mnist")
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvcignore", ".gitignore"]
 SMALL = 2000  # max_samples of the end-to-end runs: 1,600 train, 400 validation, 2,000 test
 
 

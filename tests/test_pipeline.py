@@ -62,6 +62,13 @@ def test_repro_then_an_experiment_reruns_only_what_changed(small_project):
     for image in ("first_images.png", "misclassified.png"):
         assert (project / "plots" / image).read_bytes().startswith(b"\x89PNG")
 
+    plots = json.loads(dvc(project, "plots", "show", "--json").stdout)["data"]
+    for title in ("Loss per epoch", "Accuracy per epoch"):
+        (plot,) = plots[title]
+        x = plot["content"]["encoding"]["x"]
+        assert x["field"] == "epoch" and x["axis"]["tickMinStep"] == 1  # whole epochs, no 1.5
+        assert sorted({int(row["epoch"]) for row in plot["content"]["data"]["values"]}) == [1, 2, 3, 4, 5]
+
     assert "up to date" in dvc(project, "repro").stdout
     git(project, "add", "-A")
     git(project, "commit", "-qm", "results")
