@@ -4,6 +4,7 @@ import functools
 import http.server
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -17,6 +18,14 @@ from scripts.project_files import PROJECT_FILES
 REPO = Path(__file__).resolve().parents[1]
 DATASET = Path("/usr/share/datasets/fashion-mnist")
 SMALL = 2000  # max_samples of the end-to-end runs: 1,600 train, 400 validation, 2,000 test
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The tests press Ctrl-C (send SIGINT) on the processes they start, as a terminal does. A shell
+    # that starts the suite in the background (`make test &`) passes SIGINT on ignored, and an
+    # ignored signal stays ignored across exec: give the children the terminal's default back.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
