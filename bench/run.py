@@ -171,12 +171,18 @@ class Bench:
 
         r["baseline_exp"].append(self.baseline(a.exp_epochs, i))
 
-        # What train and evaluate each pay before any work: Python, then Keras on TensorFlow.
+        # What train and evaluate each pay besides their work: Python, then Keras on TensorFlow,
+        # then an exit as stages.cli.run ends a stage; and, for comparison, the interpreter's
+        # usual exit, which tears every module and object down first.
+        importing = "from stages.keras_setup import import_keras"
         wall, _, cpu, _ = measure(
-            [str(PYTHON), "-c", "from stages.keras_setup import import_keras; import_keras()"],
+            [str(PYTHON), "-c", f"{importing}; from stages.cli import run; run(import_keras)"],
             root, self.env, self.work / f"tf-startup-{i}.log")
-        r["tf_startup"].append({"wall": wall, "cpu": cpu})
-        log(f"TensorFlow start-up: {wall:.1f} s")
+        plain_wall, _, _, _ = measure(
+            [str(PYTHON), "-c", f"{importing}; import_keras()"],
+            root, self.env, self.work / f"tf-startup-plain-exit-{i}.log")
+        r["tf_startup"].append({"wall": wall, "cpu": cpu, "plain_exit_wall": plain_wall})
+        log(f"TensorFlow start-up: {wall:.1f} s; with the usual exit {plain_wall:.1f} s")
         if not a.keep:
             shutil.rmtree(root, ignore_errors=True)
 
@@ -404,10 +410,14 @@ def where_the_time_goes(r, args, base, base_exp, cold, exp, cold_stages, exp_sta
         f"{overhead_cold:.1f} s in the cold run, {overhead_exp:.1f} s in the experiment "
         "(start-up, hashing, cache, lock file; the experiment also commits to a git ref).")
     tf_startup = med([t["wall"] for t in r["tf_startup"]])
+    teardown = med([t["plain_exit_wall"] for t in r["tf_startup"]]) - tf_startup
     cores = os.cpu_count() or 1
     lines.append(
         f"- TensorFlow's start-up (Python, Keras, TensorFlow; nothing computed) takes {tf_startup:.1f} s, "
-        "paid by train and again by evaluate.")
+        "paid by train and again by evaluate. A process that has imported TensorFlow and exits "
+        f"the usual way spends another {teardown:.1f} s tearing the interpreter down (the baseline "
+        "pays it once); the stages skip that teardown once their outputs are written "
+        "(`stages/cli.py`).")
     if cold > TARGETS["cold"] * base:
         limit = TARGETS["cold"] * base
         cold_cpu = med([c["cpu"] for c in r["cold"]])
