@@ -484,7 +484,8 @@ def main() -> None:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    others = {"cpu": (busy_cpu_seconds() - busy) - (own_cpu_seconds() - own),
+    # The two clocks count in different ticks, so on a quiet machine the difference can dip below 0.
+    others = {"cpu": max(0.0, (busy_cpu_seconds() - busy) - (own_cpu_seconds() - own)),
               "wall": time.monotonic() - clock}
     text = report(bench, args, started, others)
     args.out.write_text(text)
