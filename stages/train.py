@@ -1,7 +1,11 @@
 """Stage 5: train the Keras network (by default one softmax layer: a logistic regression)."""
 
+import json
+import os
+import re
 import sys
 import time
+import zipfile
 
 import numpy as np
 
@@ -130,6 +134,28 @@ def as_tensor(tf, array: np.ndarray):
     return tf.experimental.dlpack.from_dlpack(aligned(array).__dlpack__())
 
 
+def save_model(net, path: str | os.PathLike) -> None:
+    """Save `net` in the .keras format, as bytes that depend on the model alone.
+
+    Keras records when it saved (metadata.json, the weights' zip entry) and Python object ids
+    (config.json's shared_object_id); without them the same training writes the same file, so its
+    hash in dvc.lock is the same on every run and machine.
+    """
+    net.save(path)
+    with zipfile.ZipFile(path) as archive:
+        members = [(info, archive.read(info)) for info in archive.infolist()]
+    ids: dict[bytes, int] = {}  # renumbered in order of appearance: the same sharing, stable names
+    with zipfile.ZipFile(path, "w") as archive:
+        for info, data in members:
+            if info.filename == "metadata.json":
+                data = json.dumps({k: v for k, v in json.loads(data).items() if k != "date_saved"}).encode()
+            elif info.filename == "config.json":
+                data = re.sub(rb'"shared_object_id": (\d+)',
+                              lambda m: b'"shared_object_id": %d' % ids.setdefault(m[1], len(ids) + 1), data)
+            info.date_time = (1980, 1, 1, 0, 0, 0)
+            archive.writestr(info, data)
+
+
 def main() -> None:
     p = params.load(*PARAMS)
     # The rows are gathered from the memory-mapped prepared set before TensorFlow's ~0.5 GB
@@ -145,7 +171,7 @@ def main() -> None:
     print(f"trained {p.epochs} epochs on {len(y_train)} samples in {time.perf_counter() - start:.1f} s")
 
     with atomic_path(MODEL) as tmp:
-        net.save(tmp)
+        save_model(net, tmp)
     write_csv(TRAIN_HISTORY_PLOT, {"epoch": range(1, p.epochs + 1), **history})
     write_json(TRAIN_METRICS, {
         "train": {"loss": history["loss"][-1], "accuracy": history["accuracy"][-1]},

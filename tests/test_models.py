@@ -82,3 +82,29 @@ def test_training_is_deterministic_and_learns(small):
     assert list(history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
     assert len(history["loss"]) == 2 and history["loss"][1] < history["loss"][0]
     assert history["val_accuracy"][-1] > 0.6
+
+
+def test_saved_model_bytes_depend_on_the_model_alone(small, tmp_path):
+    import zipfile
+
+    from stages.keras_setup import import_keras
+    from stages.train import save_model, train
+
+    x, y = small
+    nets = []  # both kept alive, so Keras sees different Python object ids for the same model
+    for _ in range(2):
+        keras = import_keras(42)
+        keras.backend.clear_session()  # layer names restart, as in the stage's fresh process
+        nets.append(train(keras, model_params(), x[:1600], y[:1600], x[1600:], y[1600:], epochs=1, batch_size=32)[0])
+    paths = [tmp_path / f"{i}.keras" for i in range(2)]
+    for net, path in zip(nets, paths):
+        save_model(net, path)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    with zipfile.ZipFile(paths[0]) as archive:
+        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        assert "date_saved" not in archive.read("metadata.json").decode()
+    # Loads, in safe mode, to the model Keras's own save gives: same config, same predictions.
+    nets[0].save(tmp_path / "plain.keras")
+    loaded, plain = (keras.saving.load_model(path, safe_mode=True) for path in (paths[0], tmp_path / "plain.keras"))
+    assert loaded.get_config() == plain.get_config()
+    np.testing.assert_array_equal(loaded.predict(x[:100], verbose=0), nets[0].predict(x[:100], verbose=0))
