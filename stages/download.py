@@ -29,7 +29,8 @@ from tqdm import tqdm
 
 from stages import params
 from stages.artifacts import RAW_DIR
-from stages.cli import UserError, run
+from stages.cli import run
+from stages.errors import UserError
 from stages.dataset import FILES, Payload
 from stages.files import atomic_path
 

@@ -3,15 +3,18 @@
 import numpy as np
 
 from stages.artifacts import (
-    CONFUSION_PLOT, EVALUATE_METRICS, MISCLASSIFIED_PLOT, MODEL, load_prepared, load_split,
+    CONFUSION_PLOT, EVALUATE_REPORT, MISCLASSIFIED_PLOT, MODEL, PER_CLASS_PLOT, load_prepared,
+    load_split,
 )
-from stages.cli import UserError, run
+from stages.cli import run
 from stages.dataset import CLASS_NAMES
+from stages.errors import UserError
 from stages.files import write_csv, write_json
 from stages.images import save_image_grid
-from stages.keras_setup import import_keras, without_tensorflow_noise
+from stages.keras_setup import import_keras
 
 N_MISCLASSIFIED = 20
+BATCH = 1024  # evaluation only reads the weights: its batch size changes no result
 
 
 def per_class_accuracy(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float | None]:
@@ -23,26 +26,30 @@ def per_class_accuracy(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, f
     }
 
 
-def main() -> None:
-    keras = import_keras()
+def load_model(keras):
+    """The trained model, loaded in safe mode (no code from the file runs); a bad file is a UserError."""
     try:
-        net = keras.models.load_model(MODEL, safe_mode=True)  # safe mode: no code from the file
+        return keras.models.load_model(MODEL, safe_mode=True)
     except ValueError as error:  # Keras's error for a missing, broken or unsafe file
         message = " ".join(str(error).split())
         raise UserError(
             f"cannot load {MODEL}: {message} (this stage loads models in safe mode only; "
             "`dvc repro train` rebuilds the model)"
         ) from None
-    results = {}
+
+
+def main() -> None:
+    keras = import_keras()
+    net = load_model(keras)
+    report = {}
     for name, (x, y) in (("val", load_split("val")), ("test", load_prepared("test"))):
         x, y = np.asarray(x), np.asarray(y)
         # Keras computes the loss from the softmax's logits, as in training; recomputing it from
         # the predicted (clipped) probabilities would differ in the third decimal.
-        with without_tensorflow_noise():
-            results[name] = net.evaluate(x, y, batch_size=1024, verbose=0, return_dict=True)
-            predicted = net.predict(x, batch_size=1024, verbose=0).argmax(axis=1)
-        results[name]["per_class_accuracy"] = per_class_accuracy(y, predicted)
-        print(f"{name}: loss {results[name]['loss']:.4f}, accuracy {results[name]['accuracy']:.4f} "
+        report[name] = net.evaluate(x, y, batch_size=BATCH, verbose=0, return_dict=True)
+        predicted = net.predict(x, batch_size=BATCH, verbose=0).argmax(axis=1)
+        report[name]["per_class_accuracy"] = per_class_accuracy(y, predicted)
+        print(f"{name}: loss {report[name]['loss']:.4f}, accuracy {report[name]['accuracy']:.4f} "
               f"on {len(y)} samples")
 
     # `x`, `y` and `predicted` are now the test set's.
@@ -50,12 +57,16 @@ def main() -> None:
         "actual": [CLASS_NAMES[label] for label in y],
         "predicted": [CLASS_NAMES[label] for label in predicted],
     })
+    write_csv(PER_CLASS_PLOT, {
+        "class": CLASS_NAMES,
+        "accuracy": [report["test"]["per_class_accuracy"][name] for name in CLASS_NAMES],
+    })
     wrong = np.flatnonzero(predicted != y)[:N_MISCLASSIFIED]
     save_image_grid(
-        MISCLASSIFIED_PLOT, np.asarray(x[wrong]),
+        MISCLASSIFIED_PLOT, x[wrong],
         [f"{CLASS_NAMES[y[i]]}\n→ {CLASS_NAMES[predicted[i]]}" for i in wrong],
     )
-    write_json(EVALUATE_METRICS, results)
+    write_json(EVALUATE_REPORT, report)
 
 
 if __name__ == "__main__":

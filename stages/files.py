@@ -1,10 +1,9 @@
-"""Atomic writes: an output appears whole under its final name, or not at all."""
+"""Atomic writes and the file formats the stages share (JSON metrics, CSV plots, .npy arrays)."""
 
 import contextlib
 import csv
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -16,16 +15,14 @@ import numpy as np
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling of `path` to write; rename it to `path` only if the block succeeds.
+    """Yield a temporary sibling of `path` to write; `os.replace` it onto `path` if the block succeeds.
 
-    The temporary name keeps the suffix (Keras checks for `.keras`), starts with a dot and
-    carries the writer's process id, so nothing half-written ever carries the final name, and
-    what a killed writer (SIGKILL, power loss) left behind is removed by the next writer.
+    An output thus appears whole under its final name or not at all; on an error the temporary is
+    removed. It keeps `path`'s suffix, since Keras checks for `.keras`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
-    prefix = f".{path.stem}-tmp-{os.getpid()}-"
+    prefix = f".{path.stem}-tmp-"
     if directory:
         tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
     else:
@@ -36,46 +33,14 @@ def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Pa
     try:
         yield tmp
         if directory and path.exists():
-            shutil.rmtree(path)
+            shutil.rmtree(path)  # os.replace cannot replace a non-empty directory
         os.replace(tmp, path)
     except BaseException:
-        if tmp.is_dir():
+        if directory:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
         raise
-
-
-def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Remove temporaries of `path` whose writing process no longer exists; return them."""
-    pattern = re.compile(rf"^\.{re.escape(path.stem)}-tmp-(\d+)-")
-    removed = []
-    for candidate in path.parent.glob(f".{glob_escape(path.stem)}-tmp-*"):
-        match = pattern.match(candidate.name)
-        if not match or _alive(int(match.group(1))):
-            continue
-        if candidate.is_dir() and not candidate.is_symlink():
-            shutil.rmtree(candidate, ignore_errors=True)
-        else:
-            candidate.unlink(missing_ok=True)
-        removed.append(candidate)
-    return removed
-
-
-def glob_escape(text: str) -> str:
-    return re.sub(r"([*?[])", r"[\1]", text)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
 
 
 def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
@@ -84,16 +49,16 @@ def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
+
+
 def write_csv(path: str | os.PathLike, columns: dict[str, Sequence[Any]]) -> None:
     """Write equal-length `columns` as a CSV table with a header row, atomically (a DVC plot)."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as file:
         writer = csv.writer(file, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows(zip(*columns.values()))
-
-
-def read_json(path: str | os.PathLike) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.cli import UserError
+from stages.errors import UserError
 
 IMAGES_MAGIC = 2051  # unsigned bytes, 3 dimensions
 LABELS_MAGIC = 2049  # unsigned bytes, 1 dimension

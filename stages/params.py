@@ -6,12 +6,13 @@ param never stops another stage, and every message names the key, the value and 
 
 import os
 import re
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
-from stages.cli import UserError
+from stages.errors import UserError
 
 PARAMS_FILE = "params.yaml"
 
@@ -28,17 +29,21 @@ def _check_source(value: Any) -> Any:
     return value
 
 
-Source = Annotated[str, Field(min_length=1), BeforeValidator(_check_source)]
+# A string's allowed form is not a bound, so it is the one type described in words.
+Source = Annotated[
+    str, Field(min_length=1, description="an http(s) URL or a local directory"),
+    BeforeValidator(_check_source),
+]
 
 
 class Download(Section):
-    sources: list[Source] = Field(min_length=1, description="a list of http(s) URLs or directories")
-    retries: int = Field(ge=1, le=10, description="attempts per file, an integer from 1 to 10")
-    timeout: float = Field(gt=0, le=600, description="seconds, a number in (0, 600]")
+    sources: list[Source] = Field(min_length=1)
+    retries: int = Field(ge=1, le=10)
+    timeout: float = Field(gt=0, le=600)
 
 
 class Split(Section):
-    test_size: float = Field(gt=0, lt=1, description="a fraction in (0, 1)")
+    test_size: float = Field(gt=0, lt=1)
 
 
 def _alias_log(value: Any) -> Any:
@@ -50,27 +55,23 @@ class SGD(Section):
         Literal["log_loss", "hinge", "modified_huber", "squared_hinge", "perceptron"],
         BeforeValidator(_alias_log),
     ]
-    max_iter: int = Field(ge=1, le=10_000, description="an integer from 1 to 10000")
-    folds: int = Field(ge=2, le=20, description="an integer from 2 to 20")
+    max_iter: int = Field(ge=1, le=10_000)
+    folds: int = Field(ge=2, le=20)
 
 
 class Model(Section):
-    hidden: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
-        max_length=8, description="a list of up to 8 layer sizes from 1 to 4096, [] for none"
-    )
+    hidden: list[Annotated[int, Field(ge=1, le=4096)]] = Field(max_length=8)
     activation: Literal["relu", "tanh", "sigmoid", "elu", "gelu"]
     optimizer: Literal["rmsprop", "adam", "sgd"]
-    learning_rate: float = Field(gt=0, le=10, description="a number in (0, 10]")
-    dropout: float = Field(ge=0, lt=1, description="a fraction in [0, 1)")
+    learning_rate: float = Field(gt=0, le=10)
+    dropout: float = Field(ge=0, lt=1)
 
 
 SCHEMA: dict[str, Any] = {
-    "seed": Annotated[int, Field(ge=0, le=2**32 - 1, description="an integer from 0 to 2**32-1")],
-    "max_samples": Annotated[
-        int | None, Field(ge=500, description="null (all samples) or an integer >= 500")
-    ],
-    "epochs": Annotated[int, Field(ge=1, le=1000, description="an integer from 1 to 1000")],
-    "batch_size": Annotated[int, Field(ge=1, le=60_000, description="an integer from 1 to 60000")],
+    "seed": Annotated[int, Field(ge=0, le=2**32 - 1)],
+    "max_samples": Annotated[int | None, Field(ge=500)],  # null: all samples
+    "epochs": Annotated[int, Field(ge=1, le=1000)],
+    "batch_size": Annotated[int, Field(ge=1, le=60_000)],
     "download": Download,
     "split": Split,
     "sgd": SGD,
@@ -147,13 +148,45 @@ def _lookup(raw: Any, loc: tuple) -> Any:
 
 
 def _allowed(loc: tuple) -> str:
-    """The field's description, if it has one, as '(allowed: ...)'."""
+    """What the schema allows at `loc`, as '(allowed: ...)', derived from its type and bounds."""
     annotation: Any = SCHEMA.get(loc[0])
-    field = None
     if len(loc) > 1 and isinstance(annotation, type) and issubclass(annotation, BaseModel):
         field = annotation.model_fields.get(str(loc[1]))
-        description = field.description if field else None
-    else:
-        metadata = getattr(annotation, "__metadata__", ())
-        description = next((m.description for m in metadata if hasattr(m, "description")), None)
-    return f" (allowed: {description})" if description else ""
+        if field is None:
+            return ""
+        annotation = Annotated[(field.annotation, *field.metadata)]
+    return f" (allowed: {allowed(annotation)})"
+
+
+def allowed(annotation: Any, constraints: tuple = ()) -> str:
+    """'an integer from 1 to 1000', 'a number in (0, 1)', "one of 'adam', 'sgd'": what a type allows."""
+    if get_origin(annotation) is Annotated:
+        base, *metadata = get_args(annotation)
+        description = next((m.description for m in metadata if getattr(m, "description", None)), None)
+        if description:
+            return description
+        found = [c for m in metadata for c in getattr(m, "metadata", [m])]  # a Field's constraints
+        return allowed(base, (*constraints, *found))
+    bounds = {
+        name: getattr(c, name) for c in constraints
+        for name in ("gt", "ge", "lt", "le", "min_length", "max_length") if hasattr(c, name)
+    }
+    args = get_args(annotation)
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if get_origin(annotation) in (Union, UnionType) and type(None) in args:
+        (other,) = [a for a in args if a is not type(None)]
+        return "null or " + allowed(other, constraints)
+    if get_origin(annotation) is list:
+        size = ("a list of up to {max_length} items" if "max_length" in bounds
+                else "a list of at least {min_length} item" if "min_length" in bounds else "a list")
+        return size.format(**bounds) + ", each " + allowed(args[0])
+    if annotation is int:
+        if "ge" in bounds and "le" in bounds:
+            return f"an integer from {bounds['ge']} to {bounds['le']}"
+        return "an integer" + (f" >= {bounds['ge']}" if "ge" in bounds else "")
+    if annotation is float:
+        low = f"({bounds['gt']}" if "gt" in bounds else f"[{bounds['ge']}"
+        high = f"{bounds['lt']})" if "lt" in bounds else f"{bounds['le']}]"
+        return f"a number in {low}, {high}"
+    return getattr(annotation, "__name__", str(annotation))

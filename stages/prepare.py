@@ -8,7 +8,7 @@ import numpy as np
 from stages import params
 from stages.cli import run
 from stages.dataset import CLASS_NAMES
-from stages.artifacts import DATA_METRICS, FIRST_IMAGES_PLOT, PREPARED_DIR, RAW_DIR
+from stages.artifacts import DATA_REPORT, FIRST_IMAGES_PLOT, PREPARED_DIR, RAW_DIR
 from stages.files import save_npy, write_json
 from stages.idx import read_images_and_labels
 from stages.images import save_image_grid
@@ -52,7 +52,7 @@ def main() -> None:
               f"x_{prefix} {images.shape[0]} x {images.shape[1] * images.shape[2]} float32 in [0, 1]")
     images, labels = sets["train"]
     save_image_grid(FIRST_IMAGES_PLOT, images[:10], [CLASS_NAMES[y] for y in labels[:10]])
-    write_json(DATA_METRICS, description)
+    write_json(DATA_REPORT, description)
 
 
 if __name__ == "__main__":
