@@ -3,9 +3,11 @@
 libraries of .dvc/plots/offline.html, the page requesting nothing beyond its own files.
 
 Needs Debian's `chromium` (`apt-get install chromium`; `.ci/run` installs it). Without it the tests
-skip, except in CI (CI=true), where they fail. Screenshots are kept beside each test's project.
+skip, except in CI (CI=true), where they fail. Each test keeps its screenshot in its tmp_path
+(the path is printed: `pytest -rA` or `-s` shows it).
 """
 
+import csv
 import json
 import os
 import re
@@ -15,7 +17,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import REPO, dvc, git, make_project
+import yaml
+from conftest import dvc, git, make_project
+from PIL import Image
 
 # Headless, as root, with no profile and none of Chromium's own traffic (sign-in, updates, time).
 # Every host name resolves to nothing and every other request goes to a closed port on 127.0.0.1:
@@ -105,18 +109,59 @@ def vega_plots(page: Path) -> list[str]:
     return VEGA_PLOT.findall(page.read_text(encoding="utf-8"))
 
 
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif"}
+ROWS = 10
+
+
+def plot_columns(dvc_yaml: Path) -> dict[str, list[str]]:
+    """{file: the fields its plots read} for every file the `plots:` section of `dvc_yaml` names."""
+    columns: dict[str, list[str]] = {}
+    for entry in yaml.safe_load(dvc_yaml.read_text())["plots"]:
+        plot_id, props = (entry, None) if isinstance(entry, str) else next(iter(entry.items()))
+        props, x = props or {}, (props or {}).get("x")
+        # y maps files to fields, or names the fields of the file that is the plot's id.
+        y = props.get("y") if isinstance(props.get("y"), dict) else {plot_id: props.get("y")}
+        for file, fields in y.items():
+            fields = [] if fields is None else [fields] if isinstance(fields, str) else list(fields)
+            x_field = x.get(file) if isinstance(x, dict) else x
+            file_columns = columns.setdefault(file, [])
+            file_columns += [f for f in [x_field, *fields] if f and f not in file_columns]
+    return columns
+
+
+def write_plot_files(root: Path, rows: int) -> None:
+    """Data for every plot dvc.yaml declares, whatever they are: a small gray image for each image,
+    `rows` rows of small integers for each table (numbers draw on any Vega axis), so the test
+    needs no pipeline run."""
+    for file, fields in plot_columns(root / "dvc.yaml").items():
+        path = root / file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix in IMAGE_SUFFIXES:
+            Image.linear_gradient("L").resize((64, 64)).save(path)
+            continue
+        fields = fields or ["value"]
+        table = [{f: (i * (j + 1)) % ROWS for j, f in enumerate(fields)} for i in range(rows)]
+        if path.suffix == ".json":
+            path.write_text(json.dumps(table))
+        else:
+            with path.open("w", newline="") as out:
+                writer = csv.DictWriter(out, fields, delimiter="\t" if path.suffix == ".tsv" else ",")
+                writer.writeheader()
+                writer.writerows(table)
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the project with the committed plot files: commit `base`, then a commit whose
-    training history differs (one epoch fewer), so `dvc plots diff` has two revisions to draw."""
+    """A copy of the project with data for each plot: commit `base`, then a commit whose tables have
+    a row fewer, so `dvc plots diff` has two revisions to draw."""
     root = make_project(tmp_path_factory.mktemp("plots-page") / "project")
-    shutil.copytree(REPO / "plots", root / "plots")
-    git(root, "add", "plots")
-    git(root, "commit", "-qm", "plots")
-    git(root, "branch", "base")
-    history = root / "plots" / "train_history.csv"
-    history.write_text("".join(history.read_text().splitlines(keepends=True)[:-1]))
-    git(root, "commit", "-qam", "one epoch fewer")
+    for rows, message in ((ROWS, "plots"), (ROWS - 1, "a row fewer")):
+        write_plot_files(root, rows)
+        # -f: the plot files may be outputs that DVC would otherwise keep out of Git.
+        git(root, "add", "-f", *plot_columns(root / "dvc.yaml"))
+        git(root, "commit", "-qm", message)
+        if rows == ROWS:
+            git(root, "branch", "base")
     return root
 
 
