@@ -6,7 +6,8 @@
 BASE_REV (default `main`) is any Git revision; the other side is the current workspace, so run the
 pipeline (`make repro`) first. The plots of both revisions are rendered by `dvc plots diff` into
 DIR (default .dvc/tmp/pr-plots, git-ignored): DIR/index.html shows them all, overlaid, and
-DIR/images/ holds the images of both revisions.
+DIR/images/ holds the images of both revisions. The page is DVC's from the template .dvc/config sets,
+.dvc/plots/offline.html, with the chart libraries inlined: it opens without a network.
 A PR comment cannot embed those files, so in CI pass --plots-url, the page where DIR is published
 (the workflow uploads it as an artifact of its run); without it the report links the local files.
 """
