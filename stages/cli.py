@@ -9,9 +9,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-
-class UserError(Exception):
-    """Bad input the user can fix: the message says what, the value, and what is allowed."""
+from stages.errors import UserError
 
 
 def _terminate(signum: int, frame: object) -> None:
