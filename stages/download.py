@@ -242,6 +242,7 @@ def _refuse_redirect_off_http(response: requests.Response, **kwargs: object) -> 
     if response.is_redirect:
         target = urljoin(response.url, response.headers["Location"])
         if not is_url(target):
+            response.close()
             raise SourceFailed(f"{response.url}: redirected to {target}: only http(s) is allowed")
 
 

@@ -32,7 +32,9 @@ from .conftest import closed_port_url, serve_files, stage, temporaries, wait_for
 
 FAULT_CLASS = "download: a faulty source"
 USER_SEES = (
-    "a line `source URL: what failed; trying the next one`, then the next source is used; "
+    "a line `source URL: what failed; trying the next one` (an HTTP status, no data for the "
+    "timeout, a bad gzip or sha256, a refused certificate or redirect), then the next source is "
+    "used; "
     "if none verifies, `error: no source could provide Fashion-MNIST. Tried: ...` naming each "
     "source and its fault, exit 1, nothing in data/raw"
 )
