@@ -8,6 +8,13 @@ does a transfer slower than MIN_RATE on average (a deadline of `timeout` + size 
 server trickling a byte every few seconds cannot hold the stage forever). No file may grow past
 its expected size, compressed or decompressed, so a wrong or hostile source cannot fill the disk.
 Nothing downloaded is unpickled or executed: the payloads are raw bytes, verified by sha256.
+
+HTTPS certificates are always verified, against certifi's authorities (requests' default). Behind
+a private certificate authority (a company proxy that re-signs TLS), point requests' standard
+REQUESTS_CA_BUNDLE environment variable at its certificate(s): `REQUESTS_CA_BUNDLE=/path/ca.pem
+dvc repro`; the tests trust their own authority that way. A certificate that does not verify fails
+its source at once (every attempt would get the same certificate), naming the reason. Redirects are
+followed, at most MAX_REDIRECTS of them, and only to http(s) URLs.
 """
 
 import contextlib
@@ -16,12 +23,14 @@ import hashlib
 import re
 import shutil
 import signal
+import ssl
 import sys
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urljoin
 
 import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -30,8 +39,8 @@ from tqdm import tqdm
 from stages import params
 from stages.artifacts import RAW_DIR
 from stages.cli import run
-from stages.errors import UserError
 from stages.dataset import FILES, Payload
+from stages.errors import UserError
 from stages.files import atomic_path
 
 PARAMS = ("download",)
@@ -39,6 +48,10 @@ CHUNK = 1 << 16
 MIN_RATE = 50_000  # bytes/s: an attempt slower than this on average fails
 GZIP_SLACK = 1 << 20  # a .gz may exceed its payload by gzip's headers and stored blocks
 TRANSIENT_STATUS = {408, 425, 429}  # and every 5xx: worth another attempt
+MAX_REDIRECTS = 30  # requests' default, named for the message
+# OpenSSL's X509_V_ERR_ codes for a self-signed certificate, alone or in the chain, and an unknown
+# issuer: what a private certificate authority (a TLS-inspecting proxy) looks like to the client.
+UNKNOWN_AUTHORITY = {18, 19, 20}
 
 
 class SourceFailed(Exception):
@@ -148,7 +161,8 @@ def _download_with_retries(
     try:
         retrying(_download_once, url, path, timeout, max_bytes)
     except Transient as error:
-        raise SourceFailed(f"{url}: {error} (after {retries} attempts)") from None
+        attempts = f"{retries} attempt{'s' if retries > 1 else ''}"
+        raise SourceFailed(f"{url}: {error} (after {attempts})") from None
 
 
 def attempt_deadline(timeout: float, size: int) -> float:
@@ -161,7 +175,11 @@ def _download_once(url: str, path: Path, timeout: float, max_bytes: int) -> None
     limit = attempt_deadline(timeout, max_bytes)
     received, total = 0, None
     try:
-        with _alarm(limit) as rearm, requests.get(url, stream=True, timeout=timeout) as response:
+        with (
+            _alarm(limit) as rearm,
+            _session() as session,
+            session.get(url, stream=True, timeout=timeout) as response,
+        ):
             if response.status_code >= 500 or response.status_code in TRANSIENT_STATUS:
                 raise Transient(f"HTTP {response.status_code}")
             if response.status_code != 200:
@@ -193,7 +211,15 @@ def _download_once(url: str, path: Path, timeout: float, max_bytes: int) -> None
         raise Transient(f"no data for {timeout:g} s ({_progress(received, total)})") from None
     except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError):
         raise Transient(f"connection dropped ({_progress(received, total)})") from None
+    except requests.TooManyRedirects:
+        raise SourceFailed(f"{url}: too many redirects ({MAX_REDIRECTS})") from None
     except requests.ConnectionError as error:
+        if refused := _certificate_refused(error):  # not transient: the next attempt gets the same
+            reason = refused.verify_message.rstrip(".")
+            if refused.verify_code in UNKNOWN_AUTHORITY:
+                reason += (" (behind a private certificate authority, set REQUESTS_CA_BUNDLE"
+                           " to its certificate)")
+            raise SourceFailed(f"{url}: certificate verify failed: {reason}") from None
         # requests reports a read timeout in the body as a ConnectionError around urllib3's.
         if "timed out" in str(error).lower():
             raise Transient(f"no data for {timeout:g} s ({_progress(received, total)})") from None
@@ -202,6 +228,39 @@ def _download_once(url: str, path: Path, timeout: float, max_bytes: int) -> None
         raise Transient("connection failed (refused, reset or closed)") from None
     except requests.RequestException as error:
         raise Transient(type(error).__name__) from None
+
+
+def _session() -> requests.Session:
+    session = requests.Session()
+    session.max_redirects = MAX_REDIRECTS
+    session.hooks["response"].append(_refuse_redirect_off_http)
+    return session
+
+
+def _refuse_redirect_off_http(response: requests.Response, **kwargs: object) -> None:
+    # requests would only fail to find a "connection adapter" for it; say what happened instead.
+    if response.is_redirect:
+        target = urljoin(response.url, response.headers["Location"])
+        if not is_url(target):
+            response.close()
+            raise SourceFailed(f"{response.url}: redirected to {target}: only http(s) is allowed")
+
+
+def _certificate_refused(error: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification error somewhere behind `error`, or None.
+
+    requests wraps the ssl.SSLCertVerificationError in urllib3's errors, as an argument or a
+    cause; this follows both.
+    """
+    pending, seen = [error], set()
+    while pending:
+        current = pending.pop()
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        seen.add(id(current))
+        linked = (*current.args, current.__cause__, current.__context__)
+        pending += [e for e in linked if isinstance(e, BaseException) and id(e) not in seen]
+    return None
 
 
 def _progress(received: int, total: int | None) -> str:
