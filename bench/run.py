@@ -10,7 +10,7 @@ a no-op `dvc repro`; `dvc exp run -S epochs=<--exp-epochs>`; a second no-op; the
 --exp-epochs; `python -c "import keras"`. Figures are medians over the rounds. DVC runs every stage
 through a `python` shim (bench/stage_timer.py) that logs its wall time, CPU time and peak RSS.
 
-The figures replace what lies between the markers below in --out (bench/BENCHMARKS.md is the
+The figures replace what lies between the figures markers of --out (bench/BENCHMARKS.md is the
 template when --out does not exist yet); the hand-written sections around them are left as they are.
 """
 
@@ -62,7 +62,7 @@ def measure(cmd: list[str], cwd: Path, env: dict[str, str], out: Path) -> dict:
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, work: Path):
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
         self.args, self.work = args, work
         shim = work / "shim" / "python"
         shim.parent.mkdir()
