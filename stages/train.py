@@ -1,6 +1,7 @@
 """Stage 5: train the Keras network (by default one softmax layer: a logistic regression)."""
 
 import sys
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def build_model(keras, model: params.Model):
 
 def train(
     keras, model: params.Model, x_train: np.ndarray, y_train: np.ndarray,
-    x_val: np.ndarray, y_val: np.ndarray, epochs: int, batch_size: int, callbacks: list = (),
+    x_val: np.ndarray, y_val: np.ndarray, epochs: int, batch_size: int, callbacks: Sequence = (),
 ) -> tuple[object, dict[str, list[float]]]:
     """Fit a new network; return it and its per-epoch history (loss, accuracy, val_loss, val_accuracy)."""
     net = build_model(keras, model)
