@@ -114,8 +114,11 @@ class Store:
             return False
         return True
 
-    def start(self, bucket: str | None = BUCKET) -> None:
-        """Start the server unless it runs, wait until it answers, create `bucket` if missing."""
+    def start(self, bucket: str | None = BUCKET, extra_args: tuple[str, ...] = ()) -> None:
+        """Start the server unless it runs, wait until it answers, create `bucket` if missing.
+
+        `extra_args` go to `rclone serve s3`, e.g. ("--bwlimit", "10M") to slow transfers down.
+        """
         if self.pid() is None:
             state = self.credentials()
             self.data.mkdir(parents=True, exist_ok=True)
@@ -125,7 +128,7 @@ class Store:
                 [str(RCLONE), "--config", "/dev/null", "serve", "s3",
                  "--addr", f"127.0.0.1:{state['port']}",
                  "--auth-key", f"{state['key']},{state['secret']}",
-                 "--etag-hash", "MD5", str(self.data)],
+                 "--etag-hash", "MD5", *extra_args, str(self.data)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True,  # the store outlives `make storage`'s shell
             )
