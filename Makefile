@@ -6,7 +6,7 @@ DATASET := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: repro test dataset browser
+.PHONY: repro test dataset browser storage storage-stop
 
 repro: $(VENV)/.installed dataset  ## run the whole pipeline on the real data
 	dvc repro
@@ -26,3 +26,9 @@ $(VENV)/.installed: requirements.txt
 	[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
 	touch $@
+
+storage: $(VENV)/.installed  ## start the local S3 store on 127.0.0.1 (.storage/), print what to export
+	python scripts/storage.py start
+
+storage-stop:  ## stop it; its data stays in .storage/
+	python scripts/storage.py stop

@@ -1,0 +1,113 @@
+"""Team benchmarks against the local S3 store (rclone on 127.0.0.1), as ratios to bench/baseline.py.
+
+    .venv/bin/python -m bench.team                       # real data (minutes; a quiet machine)
+    .venv/bin/python -m bench.team --max-samples 500     # smoke run
+
+1. fresh clone to up to date: `dvc repro --pull --allow-missing` in a new clone with an empty cache
+   (target ≤ 0.1 × the plain script);
+2. `dvc pull` of every output into an empty cache: time and throughput;
+3. a sweep of 4 experiments, two worker clones in parallel (2 each) against one clone running all 4:
+   the ratio of wall times.
+bench/run.py can call `run_team(max_samples, epochs)`, which returns the rows it prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from conftest import git, make_project  # noqa: E402  (the tests' project copy, reused)
+from scripts.storage import Store  # noqa: E402
+from team.helpers import clone, ok, run  # noqa: E402
+
+DATASET = "/usr/share/datasets/fashion-mnist"
+SWEEP = [["-S", f"model.learning_rate={rate}"] for rate in (0.0005, 0.002, 0.004, 0.008)]
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def baseline(max_samples: int | None, epochs: int) -> float:
+    cmd = [sys.executable, str(REPO / "bench/baseline.py"), "--epochs", str(epochs)]
+    if max_samples:
+        cmd += ["--max-samples", str(max_samples)]
+    return timed(lambda: subprocess.run(cmd, cwd=REPO, check=True, capture_output=True))
+
+
+def sweep(root: Path, experiments: list[list[str]], env: dict) -> None:
+    for args in experiments:
+        ok(run(root, "dvc", "exp", "run", *args, env=env))
+
+
+def run_team(max_samples: int | None, epochs: int) -> list[tuple[str, str]]:
+    """Measure the three figures once; rows of (what, measured)."""
+    work = Path(tempfile.mkdtemp(prefix="bench-team-"))
+    store = Store(work / "store")
+    store.start()
+    env = store.env()
+    try:
+        params = {"epochs": epochs, "download.sources": [DATASET]}
+        if max_samples:
+            params["max_samples"] = max_samples
+        a = make_project(work / "a", **params)
+        git(a, "branch", "-M", "main")
+        subprocess.run(["git", "init", "-q", "--bare", str(work / "origin.git")], check=True)
+        git(a, "remote", "add", "origin", str(work / "origin.git"))
+        ok(run(a, "dvc", "repro", env=env))
+        git(a, "add", "-A")
+        git(a, "commit", "-qm", "run")
+        ok(run(a, "dvc", "push", "--run-cache", env=env))
+        ok(run(a, "python", str(REPO / "scripts/share_runs.py"), env=env))
+        git(a, "push", "-q", "origin", "main")
+
+        base = baseline(max_samples, epochs)
+        fresh = clone(work / "origin.git", work / "fresh")
+        up_to_date = timed(lambda: ok(run(fresh, "dvc", "repro", "--pull", "--allow-missing", env=env)))
+        empty = clone(work / "origin.git", work / "empty")
+        pull = timed(lambda: ok(run(empty, "dvc", "pull", env=env)))
+        size = sum(p.stat().st_size for p in (empty / ".dvc/cache").rglob("*") if p.is_file())
+
+        workers = [clone(work / "origin.git", work / f"w{i}") for i in range(3)]
+        for w in workers:
+            ok(run(w, "dvc", "pull", env=env))
+        one = timed(lambda: sweep(workers[0], SWEEP, env))
+        with ThreadPoolExecutor(2) as pool:
+            two = timed(lambda: list(pool.map(lambda wa: sweep(wa[0], wa[1], env),
+                                              [(workers[1], SWEEP[:2]), (workers[2], SWEEP[2:])])))
+    finally:
+        store.stop()
+    return [
+        ("baseline (bench/baseline.py)", f"{base:.1f} s"),
+        ("fresh clone to up to date, ≤ 0.1 × baseline", f"{up_to_date:.1f} s, {up_to_date / base:.2f} ×"),
+        ("`dvc pull` of every output, empty cache", f"{pull:.1f} s, {size / 2**20:.0f} MiB, "
+                                                   f"{size / 2**20 / pull:.0f} MiB/s"),
+        ("sweep of 4 experiments: 2 clones in parallel / 1 clone",
+         f"{two:.1f} s / {one:.1f} s = {two / one:.2f}"),
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Team benchmarks against a local S3 store.")
+    parser.add_argument("--max-samples", type=int, default=None, help="a smoke run on N samples (≥ 500)")
+    parser.add_argument("--epochs", type=int, default=5)
+    args = parser.parse_args()
+    rows = run_team(args.max_samples, args.epochs)
+    print("| measure | result |\n|---|---|")
+    for what, measured in rows:
+        print(f"| {what} | {measured} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

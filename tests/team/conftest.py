@@ -1,0 +1,42 @@
+"""One store and one pipeline run (clone A) for the whole session; every team test reads them."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import git
+from scripts.storage import Store
+
+from .helpers import digests, new_project, ok, run, share, start_store
+
+
+@dataclass
+class Team:
+    store: Store
+    env: dict[str, str]
+    origin: Path  # the bare Git repository every clone pushes to
+    a: Path  # the clone that ran the pipeline and shared it
+    a_outputs: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory) -> Iterator[Store]:
+    store = start_store(tmp_path_factory.mktemp("store"))
+    yield store
+    store.stop()
+
+
+@pytest.fixture(scope="session")
+def team(tmp_path_factory, store, dataset) -> Team:
+    """Clone A ran the pipeline, pushed outputs and run-cache to the store and its commit to origin."""
+    base = tmp_path_factory.mktemp("team")
+    a = new_project(base / "a", dataset, origin=base / "origin.git")
+    env = store.env()
+    ok(run(a, "dvc", "repro", env=env))
+    git(a, "add", "-A")
+    git(a, "commit", "-qm", "pipeline run")
+    share(a, env)
+    git(a, "push", "-q", "origin", "main")
+    return Team(store, env, base / "origin.git", a, digests(a))
