@@ -154,7 +154,7 @@ def _allowed(loc: tuple) -> str:
         field = annotation.model_fields.get(str(loc[1]))
         if field is None:
             return ""
-        annotation = Annotated[(field.annotation, *field.metadata)]
+        return f" (allowed: {allowed(field.annotation, tuple(field.metadata))})"
     return f" (allowed: {allowed(annotation)})"
 
 
@@ -189,4 +189,6 @@ def allowed(annotation: Any, constraints: tuple = ()) -> str:
         low = f"({bounds['gt']}" if "gt" in bounds else f"[{bounds['ge']}"
         high = f"{bounds['lt']})" if "lt" in bounds else f"{bounds['le']}]"
         return f"a number in {low}, {high}"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "a mapping of " + ", ".join(annotation.model_fields)
     return getattr(annotation, "__name__", str(annotation))
