@@ -1,23 +1,27 @@
 """Team benchmarks against the local S3 store (rclone on 127.0.0.1), as ratios to bench/baseline.py.
 
-    .venv/bin/python -m bench.team                       # real data (minutes; a quiet machine)
-    .venv/bin/python -m bench.team --max-samples 500     # smoke run
+    .venv/bin/python -m bench.team                                # real data (minutes; a quiet machine)
+    .venv/bin/python -m bench.team --max-samples 500 --epochs 1   # smoke run
+    .venv/bin/python -m bench.run --team ...                      # after bench/run.py's rounds
 
 1. fresh clone to up to date: `dvc repro --pull --allow-missing` in a new clone with an empty cache
    (target ≤ 0.1 × the plain script);
 2. `dvc pull` of every output into an empty cache: time and throughput;
 3. a sweep of 4 experiments, two worker clones in parallel (2 each) against one clone running all 4:
    the ratio of wall times.
-bench/run.py can call `run_team(max_samples, epochs)`, which returns the rows it prints.
+bench/run.py's `--team` calls `figures(work)`, which takes --max-samples and --epochs from
+bench/run.py's own command line, and adds the Markdown section it returns to BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,7 +36,7 @@ DATASET = "/usr/share/datasets/fashion-mnist"
 SWEEP = [["-S", f"model.learning_rate={rate}"] for rate in (0.0005, 0.002, 0.004, 0.008)]
 
 
-def timed(fn) -> float:
+def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
@@ -45,14 +49,13 @@ def baseline(max_samples: int | None, epochs: int) -> float:
     return timed(lambda: subprocess.run(cmd, cwd=REPO, check=True, capture_output=True))
 
 
-def sweep(root: Path, experiments: list[list[str]], env: dict) -> None:
+def sweep(root: Path, experiments: list[list[str]], env: dict[str, str]) -> None:
     for args in experiments:
         ok(run(root, "dvc", "exp", "run", *args, env=env))
 
 
-def run_team(max_samples: int | None, epochs: int) -> list[tuple[str, str]]:
-    """Measure the three figures once; rows of (what, measured)."""
-    work = Path(tempfile.mkdtemp(prefix="bench-team-"))
+def run_team(work: Path, max_samples: int | None, epochs: int) -> list[tuple[str, str]]:
+    """Measure the three figures once, in `work`; rows of (what, measured)."""
     store = Store(work / "store")
     store.start()
     env = store.env()
@@ -68,7 +71,6 @@ def run_team(max_samples: int | None, epochs: int) -> list[tuple[str, str]]:
         git(a, "add", "-A")
         git(a, "commit", "-qm", "run")
         ok(run(a, "dvc", "push", "--run-cache", env=env))
-        ok(run(a, "python", str(REPO / "scripts/share_runs.py"), env=env))
         git(a, "push", "-q", "origin", "main")
 
         base = baseline(max_samples, epochs)
@@ -97,15 +99,35 @@ def run_team(max_samples: int | None, epochs: int) -> list[tuple[str, str]]:
     ]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description="Team benchmarks against a local S3 store.")
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Team benchmarks against a local S3 store.",
+                                     allow_abbrev=False)
     parser.add_argument("--max-samples", type=int, default=None, help="a smoke run on N samples (≥ 500)")
     parser.add_argument("--epochs", type=int, default=5)
-    args = parser.parse_args()
-    rows = run_team(args.max_samples, args.epochs)
-    print("| measure | result |\n|---|---|")
-    for what, measured in rows:
-        print(f"| {what} | {measured} |")
+    return parser
+
+
+def figures(work: Path) -> str:
+    """The "Team storage" section of BENCHMARKS.md, measured in `work/team` with this command
+    line's --max-samples and --epochs."""
+    args = parser().parse_known_args()[0]  # bench/run.py's other options are its own
+    root = work / "team"
+    root.mkdir()
+    rows = run_team(root, args.max_samples, args.epochs)
+    data = f"max_samples={args.max_samples}" if args.max_samples else "the real data"
+    lines = ["", "", "## Team storage", "",
+             f"One local rclone S3 store on 127.0.0.1 ({data}, {args.epochs} epoch(s)).", "",
+             "| measure | result |", "|---|---|", *(f"| {what} | {measured} |" for what, measured in rows)]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser().parse_args()  # --help, and an unknown option or a bad value refused before any work
+    work = Path(tempfile.mkdtemp(prefix="bench-team-"))
+    try:
+        print(figures(work).strip())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

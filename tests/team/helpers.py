@@ -34,13 +34,18 @@ def ok(result: subprocess.CompletedProcess) -> str:
     return result.stdout + result.stderr
 
 
-def share(root: Path, env: dict[str, str]) -> None:
-    """What CI and the README do after a run: outputs, run records and their objects to the store."""
-    ok(run(root, "dvc", "push", "--run-cache", env=env))
-    ok(run(root, "python", str(REPO / "scripts/share_runs.py"), env=env))
+def ran(output: str) -> set[str]:
+    """The stages a `dvc repro` or `dvc exp run` ran, by its "Running stage" lines."""
+    return {name for name in STAGES if f"Running stage '{name}'" in output}
+
+
+def restored(output: str) -> set[str]:
+    """The stages it restored from the run-cache instead of running them."""
+    return {name for name in STAGES if f"Stage '{name}' is cached - skipping run" in output}
 
 
 def clone(origin: Path, target: Path) -> Path:
+    """A Git clone of `origin`'s main: no DVC cache, no outputs."""
     subprocess.run(["git", "clone", "-q", "-b", "main", str(origin), str(target)],
                    check=True, capture_output=True)
     return target
@@ -68,7 +73,7 @@ def new_project(root: Path, dataset: Path, origin: Path | None = None, **params:
     return project
 
 
-def start_store(root: Path, **kwargs) -> Store:
+def start_store(root: Path, **kwargs: object) -> Store:
     store = Store(root)
     store.start(**kwargs)
     return store
