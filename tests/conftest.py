@@ -1,14 +1,18 @@
-"""Shared fixtures: the real dataset, a loopback HTTP server, and a throwaway copy of the project."""
+"""Shared fixtures: the real dataset, a loopback HTTP server, throwaway copies of the project, and
+the pipeline runs that several tests only read (session-scoped: each runs once per session)."""
 
 import functools
 import http.server
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,6 +22,9 @@ from scripts.project_files import PROJECT_FILES
 REPO = Path(__file__).resolve().parents[1]
 DATASET = Path("/usr/share/datasets/fashion-mnist")
 SMALL = 2000  # max_samples of the end-to-end runs: 1,600 train, 400 validation, 2,000 test
+VENV_BIN = Path(sys.executable).parent
+# The end-to-end runs: small, and every stage still does its real work.
+PIPELINE_PARAMS = {"max_samples": SMALL, "epochs": 2, "sgd.folds": 2}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -91,11 +98,12 @@ def git(root: Path, *args: str) -> str:
     ).stdout
 
 
-def dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the venv's dvc in `root`, with the venv first on PATH as `make` sets it."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+def dvc(root: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess:
+    """Run the venv's dvc in `root`, with the venv first on PATH as `make` sets it; `env` adds variables."""
+    env = {**os.environ, **(env or {}), "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "dvc"), *args],
+        [str(VENV_BIN / "dvc"), *args],
         cwd=root, env=env, capture_output=True, text=True,
     )
     if check and result.returncode != 0:
@@ -104,7 +112,190 @@ def dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
 
 
 @pytest.fixture
+def entry_point(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+                ) -> Iterator[Callable[..., tuple[int, list[str]]]]:
+    """entry_point(main, cwd) → (exit code, stderr lines): a stage's `main` run in this process by
+    stages.cli.run in the directory `cwd`, as `python -m stages.<name>` runs it there."""
+    from stages.cli import run
+
+    previous = signal.getsignal(signal.SIGTERM)  # run() installs its own: restored afterwards
+
+    def call(main: Callable[[], None], cwd: Path) -> tuple[int, list[str]]:
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        try:
+            run(main)
+            code = 0
+        except SystemExit as exit:
+            code = exit.code
+        return code, capsys.readouterr().err.splitlines()
+
+    yield call
+    signal.signal(signal.SIGTERM, previous)
+
+
+def error_line(code: int, lines: list[str]) -> str:
+    """The single `error: ...` line of an exit 1, after checking nothing else was printed."""
+    assert code == 1, (code, lines[-20:])
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines[-20:]
+    return lines[0]
+
+
+@pytest.fixture
 def small_project(tmp_path: Path, dataset: Path, serve: Callable[[Path], str]) -> Path:
     """A copy of the project whose only source is a loopback server of the real files, on SMALL samples."""
     url = serve(dataset)
     return make_project(tmp_path / "project", max_samples=SMALL, **{"download.sources": [url]})
+
+
+def copy_project(source: Path, target: Path) -> Path:
+    """A copy of a project with its Git history, DVC cache and outputs."""
+    shutil.copytree(source, target, symlinks=True)
+    return target
+
+
+def wait_for(condition: Callable[[], object], timeout: float, interval: float = 0.05) -> object:
+    """Poll `condition` until it is truthy (return it) or `timeout` s pass (return None)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    return None
+
+
+def temporaries(root: Path) -> list[str]:
+    """Files or directories named like atomic_path's temporaries, anywhere under `root`."""
+    return sorted(
+        str(p.relative_to(root)) for p in root.rglob(".*-tmp-*") if ".git" not in p.parts
+    )
+
+
+class Repro:
+    """A `dvc repro` running in the background, in its own process group, its output collected."""
+
+    def __init__(self, project: Path, *args: str, shell: str = "/bin/sh", env: dict | None = None):
+        # DVC runs each cmd with `$SHELL -c`; /bin/sh (dash) forks, leaving a shell between DVC
+        # and the stage, as in CI and under cron where SHELL is unset.
+        env = {**os.environ, **(env or {}), "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+               "PYTHONUNBUFFERED": "1", "SHELL": shell}
+        self.process = subprocess.Popen(
+            [str(VENV_BIN / "dvc"), "repro", *args], cwd=project, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def stage_process(self, name: str):
+        """The running `python -m stages.<name>` started by this dvc (not its shell), or None."""
+        import psutil
+
+        try:
+            children = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return None
+        for child in children:
+            try:
+                if f"stages.{name}" in child.cmdline():  # an argument, not inside `sh -c '…'`
+                    return child
+            except psutil.Error:
+                continue
+        return None
+
+    def wait(self, timeout: float = 300) -> int:
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+        self._reader.join(10)
+        return code
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(10)
+
+
+def cpu_seconds(process) -> float:
+    """CPU seconds a psutil.Process has used; infinite once it has ended."""
+    import psutil
+
+    try:
+        times = process.cpu_times()
+    except psutil.Error:
+        return float("inf")
+    return times.user + times.system
+
+
+TRAIN_OUTPUTS = ("data/model.keras", "metrics/train.json", "plots/train_history.csv")
+
+
+@dataclass
+class InterruptedRun:
+    """A small project whose first `dvc repro` was killed (`kill <pid of dvc>`) during train, and
+    which a second `dvc repro` then completed: what each step showed."""
+
+    project: Path
+    home: Path  # HOME and TMPDIR of both runs, empty directories at the start
+    tmpdir: Path
+    killed_output: str
+    killed_code: int
+    train_outputs_after_kill: list[str]  # train's outputs standing under their final names
+    temporaries_after_kill: list[str]
+    status_after_kill: dict  # `dvc status --json`
+    resumed: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="session")
+def interrupted_run(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> InterruptedRun:
+    import psutil
+
+    root = tmp_path_factory.mktemp("reference")
+    home, tmpdir = root / "home", root / "tmp"
+    home.mkdir()
+    tmpdir.mkdir()
+    env = {"HOME": str(home), "TMPDIR": str(tmpdir)}
+    project = make_project(root / "project", **PIPELINE_PARAMS, **{"download.sources": [str(dataset)]})
+    run = Repro(project, env=env)
+    try:
+        stage = wait_for(lambda: run.stage_process("train"), timeout=240)
+        assert stage, f"train never started:\n{run.output[-3000:]}"
+        # Past Python's start-up, into its imports (TensorFlow alone takes seconds).
+        wait_for(lambda: cpu_seconds(stage) > 0.5, timeout=60)
+        os.kill(run.process.pid, signal.SIGTERM)
+        code = run.wait(60)
+        # DVC dies alone and its stage runs on (DVC's behaviour): stop the stage too.
+        try:
+            stage.terminate()
+            stage.wait(60)
+        except psutil.NoSuchProcess:
+            pass
+    finally:
+        if run.process.poll() is None:
+            run.kill()
+    after_kill = dict(
+        train_outputs_after_kill=[p for p in TRAIN_OUTPUTS if (project / p).exists()],
+        temporaries_after_kill=temporaries(project),
+        status_after_kill=json.loads(dvc(project, "status", "--json").stdout),
+    )
+    resumed = dvc(project, "repro", env=env)
+    return InterruptedRun(project, home, tmpdir, run.output, code, resumed=resumed, **after_kill)
+
+
+@pytest.fixture(scope="session")
+def reference(interrupted_run: InterruptedRun) -> Path:
+    """The small project, fully reproduced (only read: copy it to change it)."""
+    return interrupted_run.project
