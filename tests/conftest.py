@@ -43,6 +43,27 @@ def dataset() -> Path:
     return DATASET
 
 
+@pytest.fixture(scope="session")
+def small(dataset: Path):
+    """(x, y): the first SMALL training images, prepared as the prepare stage does."""
+    import gzip
+
+    from stages.idx import IMAGES_MAGIC, LABELS_MAGIC, parse_idx
+    from stages.prepare import scale_and_flatten
+
+    images = parse_idx(gzip.decompress((dataset / "train-images-idx3-ubyte.gz").read_bytes()), IMAGES_MAGIC)
+    labels = parse_idx(gzip.decompress((dataset / "train-labels-idx1-ubyte.gz").read_bytes()), LABELS_MAGIC)
+    return scale_and_flatten(images[:SMALL]), labels[:SMALL]
+
+
+def model_params(**changes: object):
+    """params.Model with the study's defaults, `changes` applied."""
+    from stages import params
+
+    defaults = dict(hidden=[], activation="relu", optimizer="rmsprop", learning_rate=0.001, dropout=0.0)
+    return params.Model(**{**defaults, **changes})
+
+
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
