@@ -5,6 +5,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -297,13 +298,13 @@ def interrupted_run(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> 
         # Past Python's start-up, into its imports (TensorFlow alone takes seconds).
         wait_for(lambda: cpu_seconds(stage) > 0.5, timeout=60)
         os.kill(run.process.pid, signal.SIGTERM)
-        code = run.wait(60)
         # DVC dies alone and its stage runs on (DVC's behaviour): stop the stage too.
         try:
             stage.terminate()
             stage.wait(60)
         except psutil.NoSuchProcess:
             pass
+        code = run.wait(60)
     finally:
         if run.process.poll() is None:
             run.kill()
@@ -320,3 +321,102 @@ def interrupted_run(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> 
 def reference(interrupted_run: InterruptedRun) -> Path:
     """The small project, fully reproduced (only read: copy it to change it)."""
     return interrupted_run.project
+
+
+EXPERIMENT_EPOCHS = (1, 3)  # the reference trains 2 epochs
+APPLIED_EPOCHS = 3
+
+
+@dataclass
+class QueuedExperiments:
+    """The reference committed (branch `base`), two experiments queued and run by two workers,
+    then the one at APPLIED_EPOCHS applied and committed: what each step showed."""
+
+    project: Path
+    home: Path  # HOME and TMPDIR of the queue, empty directories at the start
+    tmpdir: Path
+    queued_status: str  # `dvc queue status` once both were queued
+    final_status: str
+    most_at_once: int  # the most experiments seen running at once
+    runs: dict[int, dict]  # by epochs: name, rev, state, metrics (`dvc exp show --json`), log
+    histories: dict[object, list[tuple]]  # (epoch, loss, val_loss) rows of `base` and by epochs
+
+
+def start_workers(project: Path, jobs: int, env: dict[str, str]) -> None:
+    """`dvc queue start -j jobs`. Not through dvc(): the workers would inherit its output pipes, and
+    reading them to the end would wait for the workers to exit."""
+    subprocess.run(
+        [str(VENV_BIN / "dvc"), "queue", "start", "-j", str(jobs)], cwd=project, check=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, **env, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}, timeout=60,
+    )
+
+
+def wait_for_queue(project: Path, env: dict[str, str], timeout: float = 300) -> tuple[str, int]:
+    """Poll `dvc queue status` until nothing is queued or running and no worker is left.
+
+    Return the last status and the most experiments seen running at once.
+    """
+    deadline = time.monotonic() + timeout
+    most = 0
+    while time.monotonic() < deadline:
+        status = dvc(project, "queue", "status", env=env).stdout
+        most = max(most, len(re.findall(r"\bRunning\b", status)))
+        if not re.search(r"\b(Queued|Running)\b", status) and "0 active, 0 idle" in status:
+            return status, most
+        time.sleep(2)  # each `dvc queue status` costs about a second of CPU
+    raise AssertionError(f"the queue did not finish in {timeout} s:\n{status}")
+
+
+def shown_experiments(project: Path, env: dict[str, str]) -> dict[int, dict]:
+    """The baseline's experiments from `dvc exp show --json`, by epochs: name, rev, state, metrics."""
+    shown = json.loads(dvc(project, "exp", "show", "--json", env=env).stdout)
+    baseline = next(commit for commit in shown if commit["rev"] != "workspace")
+    found = {}
+    for experiment in baseline.get("experiments") or []:
+        rev = experiment["revs"][0]
+        data = rev["data"]
+        found[data["params"]["params.yaml"]["data"]["epochs"]] = {
+            "name": experiment["name"],
+            "rev": rev["rev"],
+            "state": experiment["executor"]["state"],
+            "metrics": {path: value["data"] for path, value in data["metrics"].items()},
+        }
+    return found
+
+
+@pytest.fixture(scope="session")
+def queued_experiments(tmp_path_factory: pytest.TempPathFactory, reference: Path) -> QueuedExperiments:
+    root = tmp_path_factory.mktemp("experiments")
+    home, tmpdir = root / "home", root / "tmp"
+    home.mkdir()
+    tmpdir.mkdir()
+    env = {"HOME": str(home), "TMPDIR": str(tmpdir)}
+    for name in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "MPLCONFIGDIR", "KERAS_HOME"):
+        env[name] = ""  # unset for the stages: an empty value is ignored like a missing one
+    project = copy_project(reference, root / "project")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "results")
+    git(project, "branch", "base")
+    dvc(project, "exp", "run", "--queue", "-S", "epochs=" + ",".join(map(str, EXPERIMENT_EPOCHS)), env=env)
+    queued = dvc(project, "queue", "status", env=env).stdout
+    try:
+        start_workers(project, 2, env)
+        final, most = wait_for_queue(project, env)
+    finally:
+        dvc(project, "queue", "stop", "--kill", check=False, env=env)  # no worker outlives the test
+    runs = shown_experiments(project, env)
+    for run in runs.values():
+        run["log"] = dvc(project, "queue", "logs", run["name"], env=env).stdout
+    if APPLIED_EPOCHS in runs:
+        dvc(project, "exp", "apply", runs[APPLIED_EPOCHS]["name"], env=env)
+        git(project, "add", "-A")
+        git(project, "commit", "-qm", f"epochs={APPLIED_EPOCHS}")
+    # The histories are DVC-cached plots, not in Git: `dvc plots diff` reads them at each revision.
+    revs = {"base": "base", **{epochs: run["rev"] for epochs, run in runs.items()}}
+    plots = json.loads(dvc(project, "plots", "diff", *revs.values(), "--json",
+                           "--out", str(root / "plots"), env=env).stdout)["data"]
+    (loss,) = plots["Loss per epoch"]
+    histories = {key: [(row["epoch"], row["loss"], row["val_loss"]) for row in loss["content"]["data"]["values"]
+                       if row["rev"] == rev] for key, rev in revs.items()}
+    return QueuedExperiments(project, home, tmpdir, queued, final, most, runs, histories)
