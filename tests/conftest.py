@@ -337,7 +337,7 @@ class QueuedExperiments:
     tmpdir: Path
     queued_status: str  # `dvc queue status` once both were queued
     final_status: str
-    most_at_once: int  # the most experiments seen running at once
+    most_at_once: int  # the most experiments seen running at once (wait_for_workers)
     runs: dict[int, dict]  # by epochs: name, rev, state, metrics (`dvc exp show --json`), log
     histories: dict[object, list[tuple]]  # (epoch, loss, val_loss) rows of `base` and by epochs
 
@@ -352,20 +352,36 @@ def start_workers(project: Path, jobs: int, env: dict[str, str]) -> None:
     )
 
 
-def wait_for_queue(project: Path, env: dict[str, str], timeout: float = 300) -> tuple[str, int]:
-    """Poll `dvc queue status` until nothing is queued or running and no worker is left.
+def wait_for_workers(project: Path, timeout: float = 300) -> int:
+    """Wait until the queue's workers (`dvc exp queue-worker`, run in `project`) have all exited.
 
-    Return the last status and the most experiments seen running at once.
+    Return the most experiments seen running at once: stages running in distinct copies
+    (.dvc/tmp/exps/…). Watched through the process table: polling `dvc queue status` instead
+    would cost a second of CPU a time, taken from the experiments.
     """
+    import psutil
+
     deadline = time.monotonic() + timeout
-    most = 0
+    most, seen_workers = 0, False
     while time.monotonic() < deadline:
-        status = dvc(project, "queue", "status", env=env).stdout
-        most = max(most, len(re.findall(r"\bRunning\b", status)))
-        if not re.search(r"\b(Queued|Running)\b", status) and "0 active, 0 idle" in status:
-            return status, most
-        time.sleep(2)  # each `dvc queue status` costs about a second of CPU
-    raise AssertionError(f"the queue did not finish in {timeout} s:\n{status}")
+        workers, copies = 0, set()
+        for process in psutil.process_iter(["cmdline", "cwd"]):
+            cmdline, cwd = process.info["cmdline"] or [], process.info["cwd"] or ""
+            if not cwd.startswith(str(project)):
+                continue
+            if "queue-worker" in cmdline:
+                workers += 1
+            elif any(arg.startswith("stages.") for arg in cmdline) and "/.dvc/tmp/exps/" in cwd:
+                copies.add(cwd)
+        most = max(most, len(copies))
+        if workers:
+            seen_workers = True
+        elif seen_workers:
+            return most
+        elif time.monotonic() > deadline - timeout + 30:
+            raise AssertionError("no queue worker started in 30 s")
+        time.sleep(0.2)
+    raise AssertionError(f"the queue's workers did not finish in {timeout} s")
 
 
 def shown_experiments(project: Path, env: dict[str, str]) -> dict[int, dict]:
@@ -402,9 +418,10 @@ def queued_experiments(tmp_path_factory: pytest.TempPathFactory, reference: Path
     queued = dvc(project, "queue", "status", env=env).stdout
     try:
         start_workers(project, 2, env)
-        final, most = wait_for_queue(project, env)
+        most = wait_for_workers(project)
     finally:
         dvc(project, "queue", "stop", "--kill", check=False, env=env)  # no worker outlives the test
+    final = dvc(project, "queue", "status", env=env).stdout
     runs = shown_experiments(project, env)
     for run in runs.values():
         run["log"] = dvc(project, "queue", "logs", run["name"], env=env).stdout
@@ -418,5 +435,5 @@ def queued_experiments(tmp_path_factory: pytest.TempPathFactory, reference: Path
                            "--out", str(root / "plots"), env=env).stdout)["data"]
     (loss,) = plots["Loss per epoch"]
     histories = {key: [(row["epoch"], row["loss"], row["val_loss"]) for row in loss["content"]["data"]["values"]
-                       if row["rev"] == rev] for key, rev in revs.items()}
+                       if row["rev"] == rev and row["field"] == "loss"] for key, rev in revs.items()}
     return QueuedExperiments(project, home, tmpdir, queued, final, most, runs, histories)

@@ -137,15 +137,6 @@ def stage(project: Path, name: str, timeout: float = 120) -> subprocess.Complete
     )
 
 
-def one_error_line(result: subprocess.CompletedProcess) -> str:
-    """The single `error: ...` line a stage printed, after checking it printed nothing else."""
-    assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-3000:]
-    return lines[0]
-
-
 def snapshot(root: Path, ignore: tuple[str, ...] = (".git", "__pycache__")) -> dict[str, tuple]:
     """Every file and directory under `root`: (kind, size, mtime_ns, sha256) by relative path."""
     found = {}
