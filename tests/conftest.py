@@ -5,11 +5,11 @@ import functools
 import http.server
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +26,72 @@ SMALL = 2000  # max_samples of the end-to-end runs: 1,600 train, 400 validation,
 VENV_BIN = Path(sys.executable).parent
 # The end-to-end runs: small, and every stage still does its real work.
 PIPELINE_PARAMS = {"max_samples": SMALL, "epochs": 2, "sgd.folds": 2}
+
+
+# ---------------------------------------------------------------- the benchmark smoke run
+
+
+@dataclass
+class BenchRun:
+    """`python -m bench.run` at its smallest, in the background: its own copies of the project,
+    HOME and TMPDIR, sharing nothing with the other tests."""
+
+    process: subprocess.Popen
+    work: Path  # home/, tmp/, BENCHMARKS.md, figures.json, output.log
+
+    @classmethod
+    def start(cls) -> "BenchRun":
+        work = Path(tempfile.mkdtemp(prefix="test-bench-"))
+        (work / "home").mkdir()
+        (work / "tmp").mkdir()
+        env = {**os.environ, "HOME": str(work / "home"), "TMPDIR": str(work / "tmp")}
+        process = subprocess.Popen(
+            # The smallest run the runner allows; the pipeline keeps params.yaml's epochs (5), so
+            # --epochs stays 5 for the accuracies to compare; the experiment at 6 epochs.
+            [sys.executable, "-m", "bench.run", "--runs", "1", "--max-samples", "500", "--exp-epochs", "6",
+             "--out", str(work / "BENCHMARKS.md"), "--json", str(work / "figures.json")],
+            cwd=REPO, env=env, stdout=(work / "output.log").open("w"), stderr=subprocess.STDOUT,
+        )
+        return cls(process, work)
+
+    def wait(self, timeout: float = 900) -> int:
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+BENCH_RUN = pytest.StashKey[BenchRun]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # test_bench.py last: its run, started when collection ends, then has the longest head start.
+    items.sort(key=lambda item: item.path.name == "test_bench.py")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the benchmark smoke run as soon as tests/test_bench.py is known to be selected.
+
+    It is the suite's longest test and shares nothing with the others, so it runs while they run:
+    on two cores the suite takes about the time of the other tests instead of the sum.
+    """
+    if not session.config.option.collectonly and any(item.path.name == "test_bench.py" for item in session.items):
+        session.config.stash[BENCH_RUN] = BenchRun.start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    run = session.config.stash.get(BENCH_RUN, None)
+    if run is not None:
+        run.stop()
+
+
+@pytest.fixture(scope="session")
+def bench_run(pytestconfig: pytest.Config) -> BenchRun:
+    """The background benchmark smoke run (started in pytest_collection_finish)."""
+    return pytestconfig.stash[BENCH_RUN]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -335,10 +401,10 @@ class QueuedExperiments:
     project: Path
     home: Path  # HOME and TMPDIR of the queue, empty directories at the start
     tmpdir: Path
-    queued_status: str  # `dvc queue status` once both were queued
-    final_status: str
+    queued: str  # what `dvc exp run --queue` printed
     most_at_once: int  # the most experiments seen running at once (wait_for_workers)
-    runs: dict[int, dict]  # by epochs: name, rev, state, metrics (`dvc exp show --json`), log
+    runs: dict[int, dict]  # by epochs: name, rev, state, metrics (`dvc exp show --json`); the log
+    # (`dvc queue logs`) of the one applied
     histories: dict[object, list[tuple]]  # (epoch, loss, val_loss) rows of `base` and by epochs
 
 
@@ -414,18 +480,17 @@ def queued_experiments(tmp_path_factory: pytest.TempPathFactory, reference: Path
     git(project, "add", "-A")
     git(project, "commit", "-qm", "results")
     git(project, "branch", "base")
-    dvc(project, "exp", "run", "--queue", "-S", "epochs=" + ",".join(map(str, EXPERIMENT_EPOCHS)), env=env)
-    queued = dvc(project, "queue", "status", env=env).stdout
+    queued = dvc(project, "exp", "run", "--queue", "-S",
+                 "epochs=" + ",".join(map(str, EXPERIMENT_EPOCHS)), env=env).stdout
+    start_workers(project, 2, env)
     try:
-        start_workers(project, 2, env)
         most = wait_for_workers(project)
-    finally:
-        dvc(project, "queue", "stop", "--kill", check=False, env=env)  # no worker outlives the test
-    final = dvc(project, "queue", "status", env=env).stdout
+    except BaseException:
+        dvc(project, "queue", "stop", "--kill", check=False, env=env)  # no worker outlives the tests
+        raise
     runs = shown_experiments(project, env)
-    for run in runs.values():
-        run["log"] = dvc(project, "queue", "logs", run["name"], env=env).stdout
     if APPLIED_EPOCHS in runs:
+        runs[APPLIED_EPOCHS]["log"] = dvc(project, "queue", "logs", runs[APPLIED_EPOCHS]["name"], env=env).stdout
         dvc(project, "exp", "apply", runs[APPLIED_EPOCHS]["name"], env=env)
         git(project, "add", "-A")
         git(project, "commit", "-qm", f"epochs={APPLIED_EPOCHS}")
@@ -436,4 +501,4 @@ def queued_experiments(tmp_path_factory: pytest.TempPathFactory, reference: Path
     (loss,) = plots["Loss per epoch"]
     histories = {key: [(row["epoch"], row["loss"], row["val_loss"]) for row in loss["content"]["data"]["values"]
                        if row["rev"] == rev and row["field"] == "loss"] for key, rev in revs.items()}
-    return QueuedExperiments(project, home, tmpdir, queued, final, most, runs, histories)
+    return QueuedExperiments(project, home, tmpdir, queued, most, runs, histories)
