@@ -45,13 +45,14 @@ class BenchRun:
         (work / "home").mkdir()
         (work / "tmp").mkdir()
         env = {**os.environ, "HOME": str(work / "home"), "TMPDIR": str(work / "tmp")}
-        process = subprocess.Popen(
-            # The smallest run the runner allows; the pipeline keeps params.yaml's epochs (5), so
-            # --epochs stays 5 for the accuracies to compare; the experiment at 6 epochs.
-            [sys.executable, "-m", "bench.run", "--runs", "1", "--max-samples", "500", "--exp-epochs", "6",
-             "--out", str(work / "BENCHMARKS.md"), "--json", str(work / "figures.json")],
-            cwd=REPO, env=env, stdout=(work / "output.log").open("w"), stderr=subprocess.STDOUT,
-        )
+        with (work / "output.log").open("w") as log:
+            process = subprocess.Popen(
+                # The smallest run the runner allows; the pipeline keeps params.yaml's epochs (5),
+                # so --epochs stays 5 for the accuracies to compare; the experiment at 6 epochs.
+                [sys.executable, "-m", "bench.run", "--runs", "1", "--max-samples", "500",
+                 "--exp-epochs", "6", "--out", str(work / "BENCHMARKS.md"), "--json", str(work / "figures.json")],
+                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
         return cls(process, work)
 
     def wait(self, timeout: float = 900) -> int:
@@ -80,12 +81,17 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """
     if not session.config.option.collectonly and any(item.path.name == "test_bench.py" for item in session.items):
         session.config.stash[BENCH_RUN] = BenchRun.start()
+    session.config.stash[QUEUE_WANTED] = any("queued_experiments" in getattr(item, "fixturenames", ())
+                                             for item in session.items)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     run = session.config.stash.get(BENCH_RUN, None)
     if run is not None:
         run.stop()
+    queue = session.config.stash.get(QUEUE, None)
+    if queue is not None:  # no worker outlives the tests, whatever happened
+        dvc(queue.project, "queue", "stop", "--kill", check=False, env=queue.env)
 
 
 @pytest.fixture(scope="session")
@@ -263,13 +269,13 @@ def temporaries(root: Path) -> list[str]:
 class Repro:
     """A `dvc repro` running in the background, in its own process group, its output collected."""
 
-    def __init__(self, project: Path, *args: str, shell: str = "/bin/sh", env: dict | None = None):
+    def __init__(self, project: Path, env: dict[str, str] | None = None):
         # DVC runs each cmd with `$SHELL -c`; /bin/sh (dash) forks, leaving a shell between DVC
         # and the stage, as in CI and under cron where SHELL is unset.
         env = {**os.environ, **(env or {}), "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-               "PYTHONUNBUFFERED": "1", "SHELL": shell}
+               "PYTHONUNBUFFERED": "1", "SHELL": "/bin/sh"}
         self.process = subprocess.Popen(
-            [str(VENV_BIN / "dvc"), "repro", *args], cwd=project, env=env,
+            [str(VENV_BIN / "dvc"), "repro"], cwd=project, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
         self.lines: list[str] = []
@@ -384,8 +390,15 @@ def interrupted_run(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> 
 
 
 @pytest.fixture(scope="session")
-def reference(interrupted_run: InterruptedRun) -> Path:
-    """The small project, fully reproduced (only read: copy it to change it)."""
+def reference(interrupted_run: InterruptedRun, pytestconfig: pytest.Config,
+              tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small project, fully reproduced (only read: copy it to change it).
+
+    If a selected test reads queued_experiments, its queue starts now, so that its experiments
+    run while the tests before it run.
+    """
+    if pytestconfig.stash.get(QUEUE_WANTED, False) and QUEUE not in pytestconfig.stash:
+        pytestconfig.stash[QUEUE] = StartedQueue.start(tmp_path_factory.mktemp("experiments"), interrupted_run.project)
     return interrupted_run.project
 
 
@@ -467,27 +480,63 @@ def shown_experiments(project: Path, env: dict[str, str]) -> dict[int, dict]:
     return found
 
 
+@dataclass
+class StartedQueue:
+    """A copy of the reference committed (branch `base`), its experiments queued and two workers started."""
+
+    project: Path
+    home: Path  # HOME and TMPDIR of the queue, empty directories at the start
+    tmpdir: Path
+    env: dict[str, str]
+    queued: str  # what `dvc exp run --queue` printed
+    watched: dict  # by the watcher: "most" at once, or the "error"
+    watcher: threading.Thread  # watches the workers until they have all exited
+
+    def wait(self, timeout: float = 300) -> int:
+        """The most experiments seen running at once, once every worker has exited."""
+        self.watcher.join(timeout)
+        assert not self.watcher.is_alive(), f"the queue's workers did not finish in {timeout} s"
+        if "error" in self.watched:
+            raise self.watched["error"]
+        return self.watched["most"]
+
+    @classmethod
+    def start(cls, root: Path, reference: Path) -> "StartedQueue":
+        home, tmpdir = root / "home", root / "tmp"
+        home.mkdir()
+        tmpdir.mkdir()
+        env = {"HOME": str(home), "TMPDIR": str(tmpdir)}
+        for name in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "MPLCONFIGDIR", "KERAS_HOME"):
+            env[name] = ""  # unset for the stages: an empty value is ignored like a missing one
+        project = copy_project(reference, root / "project")
+        git(project, "add", "-A")
+        git(project, "commit", "-qm", "results")
+        git(project, "branch", "base")
+        queued = dvc(project, "exp", "run", "--queue", "-S",
+                     "epochs=" + ",".join(map(str, EXPERIMENT_EPOCHS)), env=env).stdout
+        watched: dict = {}
+
+        def watch() -> None:
+            try:
+                watched["most"] = wait_for_workers(project)
+            except AssertionError as error:
+                watched["error"] = error
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        start_workers(project, 2, env)
+        watcher.start()
+        return cls(project, home, tmpdir, env, queued, watched, watcher)
+
+
+QUEUE_WANTED = pytest.StashKey[bool]()
+QUEUE = pytest.StashKey[StartedQueue]()
+
+
 @pytest.fixture(scope="session")
-def queued_experiments(tmp_path_factory: pytest.TempPathFactory, reference: Path) -> QueuedExperiments:
-    root = tmp_path_factory.mktemp("experiments")
-    home, tmpdir = root / "home", root / "tmp"
-    home.mkdir()
-    tmpdir.mkdir()
-    env = {"HOME": str(home), "TMPDIR": str(tmpdir)}
-    for name in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "MPLCONFIGDIR", "KERAS_HOME"):
-        env[name] = ""  # unset for the stages: an empty value is ignored like a missing one
-    project = copy_project(reference, root / "project")
-    git(project, "add", "-A")
-    git(project, "commit", "-qm", "results")
-    git(project, "branch", "base")
-    queued = dvc(project, "exp", "run", "--queue", "-S",
-                 "epochs=" + ",".join(map(str, EXPERIMENT_EPOCHS)), env=env).stdout
-    start_workers(project, 2, env)
-    try:
-        most = wait_for_workers(project)
-    except BaseException:
-        dvc(project, "queue", "stop", "--kill", check=False, env=env)  # no worker outlives the tests
-        raise
+def queued_experiments(reference: Path, pytestconfig: pytest.Config) -> QueuedExperiments:
+    started = pytestconfig.stash[QUEUE]  # started by the reference fixture
+    project, env = started.project, started.env
+    most = started.wait()
     runs = shown_experiments(project, env)
     if APPLIED_EPOCHS in runs:
         runs[APPLIED_EPOCHS]["log"] = dvc(project, "queue", "logs", runs[APPLIED_EPOCHS]["name"], env=env).stdout
@@ -497,8 +546,8 @@ def queued_experiments(tmp_path_factory: pytest.TempPathFactory, reference: Path
     # The histories are DVC-cached plots, not in Git: `dvc plots diff` reads them at each revision.
     revs = {"base": "base", **{epochs: run["rev"] for epochs, run in runs.items()}}
     plots = json.loads(dvc(project, "plots", "diff", *revs.values(), "--json",
-                           "--out", str(root / "plots"), env=env).stdout)["data"]
+                           "--out", str(project.parent / "plots"), env=env).stdout)["data"]
     (loss,) = plots["Loss per epoch"]
     histories = {key: [(row["epoch"], row["loss"], row["val_loss"]) for row in loss["content"]["data"]["values"]
                        if row["rev"] == rev and row["field"] == "loss"] for key, rev in revs.items()}
-    return QueuedExperiments(project, home, tmpdir, queued, most, runs, histories)
+    return QueuedExperiments(project, started.home, started.tmpdir, started.queued, most, runs, histories)
