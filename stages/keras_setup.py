@@ -9,7 +9,9 @@ from stages.isolation import isolate
 def import_keras(seed: int | None = None):
     """Import and return Keras with deterministic kernels, seeding Python, NumPy and TensorFlow."""
     if "keras" not in sys.modules:  # Keras and TensorFlow read their environment once, at import
-        # TensorFlow's documented log filter: no C++ info and warning lines (its start-up banner).
+        # TensorFlow's documented log filter for its C++ info and warning lines. A few lines that
+        # TensorFlow 2.21 writes before its logging is set up still show (absl's notice, oneDNN's
+        # note): hiding them would take redirecting the process's stderr.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         isolate()
     import keras

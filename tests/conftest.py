@@ -1,14 +1,18 @@
-"""Shared fixtures: the real dataset, a loopback HTTP server, and a throwaway copy of the project."""
+"""Shared fixtures: the real dataset, a loopback HTTP server, throwaway copies of the project, and
+the pipeline runs that several tests only read (session-scoped: each runs once per session)."""
 
 import functools
 import http.server
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,6 +22,20 @@ from scripts.project_files import PROJECT_FILES
 REPO = Path(__file__).resolve().parents[1]
 DATASET = Path("/usr/share/datasets/fashion-mnist")
 SMALL = 2000  # max_samples of the end-to-end runs: 1,600 train, 400 validation, 2,000 test
+VENV_BIN = Path(sys.executable).parent
+# The end-to-end runs: small, and every stage still does its real work.
+PIPELINE_PARAMS = {"max_samples": SMALL, "epochs": 2, "sgd.folds": 2}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    session.config.stash[QUEUE_WANTED] = any("queued_experiments" in getattr(item, "fixturenames", ())
+                                             for item in session.items)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    queue = session.config.stash.get(QUEUE, None)
+    if queue is not None:  # no worker outlives the tests, whatever happened
+        dvc(queue.project, "queue", "stop", "--kill", check=False, env=queue.env)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -34,6 +52,27 @@ def dataset() -> Path:
     if not (DATASET / "train-images-idx3-ubyte.gz").is_file():
         pytest.fail(f"{DATASET} is missing: apt-get install dataset-fashion-mnist (or run `make test`)")
     return DATASET
+
+
+@pytest.fixture(scope="session")
+def small(dataset: Path):
+    """(x, y): the first SMALL training images, prepared as the prepare stage does."""
+    import gzip
+
+    from stages.idx import IMAGES_MAGIC, LABELS_MAGIC, parse_idx
+    from stages.prepare import scale_and_flatten
+
+    images = parse_idx(gzip.decompress((dataset / "train-images-idx3-ubyte.gz").read_bytes()), IMAGES_MAGIC)
+    labels = parse_idx(gzip.decompress((dataset / "train-labels-idx1-ubyte.gz").read_bytes()), LABELS_MAGIC)
+    return scale_and_flatten(images[:SMALL]), labels[:SMALL]
+
+
+def model_params(**changes: object):
+    """params.Model with the study's defaults, `changes` applied."""
+    from stages import params
+
+    defaults = dict(hidden=[], activation="relu", optimizer="rmsprop", learning_rate=0.001, dropout=0.0)
+    return params.Model(**{**defaults, **changes})
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -91,11 +130,12 @@ def git(root: Path, *args: str) -> str:
     ).stdout
 
 
-def dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the venv's dvc in `root`, with the venv first on PATH as `make` sets it."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+def dvc(root: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess:
+    """Run the venv's dvc in `root`, with the venv first on PATH as `make` sets it; `env` adds variables."""
+    env = {**os.environ, **(env or {}), "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "dvc"), *args],
+        [str(VENV_BIN / "dvc"), *args],
         cwd=root, env=env, capture_output=True, text=True,
     )
     if check and result.returncode != 0:
@@ -104,7 +144,348 @@ def dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
 
 
 @pytest.fixture
+def entry_point(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+                ) -> Iterator[Callable[..., tuple[int, list[str]]]]:
+    """entry_point(main, cwd) → (exit code, stderr lines): a stage's `main` run in this process by
+    stages.cli.run in the directory `cwd`, as `python -m stages.<name>` runs it there."""
+    from stages.cli import run
+
+    previous = signal.getsignal(signal.SIGTERM)  # run() installs its own: restored afterwards
+
+    def call(main: Callable[[], None], cwd: Path) -> tuple[int, list[str]]:
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        try:
+            run(main)
+            code = 0
+        except SystemExit as exit:
+            code = exit.code
+        return code, capsys.readouterr().err.splitlines()
+
+    yield call
+    signal.signal(signal.SIGTERM, previous)
+
+
+def error_line(code: int, lines: list[str]) -> str:
+    """The single `error: ...` line of an exit 1, after checking nothing else was printed."""
+    assert code == 1, (code, lines[-20:])
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines[-20:]
+    return lines[0]
+
+
+@pytest.fixture
 def small_project(tmp_path: Path, dataset: Path, serve: Callable[[Path], str]) -> Path:
     """A copy of the project whose only source is a loopback server of the real files, on SMALL samples."""
     url = serve(dataset)
     return make_project(tmp_path / "project", max_samples=SMALL, **{"download.sources": [url]})
+
+
+def copy_project(source: Path, target: Path) -> Path:
+    """A copy of a project with its Git history, DVC cache and outputs."""
+    shutil.copytree(source, target, symlinks=True)
+    return target
+
+
+def wait_for(condition: Callable[[], object], timeout: float, interval: float = 0.05) -> object:
+    """Poll `condition` until it is truthy (return it) or `timeout` s pass (return None)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    return None
+
+
+def temporaries(root: Path) -> list[str]:
+    """Files or directories named like atomic_path's temporaries, anywhere under `root`."""
+    return sorted(
+        str(p.relative_to(root)) for p in root.rglob(".*-tmp-*") if ".git" not in p.parts
+    )
+
+
+class Repro:
+    """A `dvc repro` running in the background, in its own process group, its output collected."""
+
+    def __init__(self, project: Path, env: dict[str, str] | None = None):
+        # DVC runs each cmd with `$SHELL -c`; /bin/sh (dash) forks, leaving a shell between DVC
+        # and the stage, as in CI and under cron where SHELL is unset.
+        env = {**os.environ, **(env or {}), "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+               "PYTHONUNBUFFERED": "1", "SHELL": "/bin/sh"}
+        self.process = subprocess.Popen(
+            [str(VENV_BIN / "dvc"), "repro"], cwd=project, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def stage_process(self, name: str):
+        """The running `python -m stages.<name>` started by this dvc (not its shell), or None."""
+        import psutil
+
+        try:
+            children = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return None
+        for child in children:
+            try:
+                if f"stages.{name}" in child.cmdline():  # an argument, not inside `sh -c '…'`
+                    return child
+            except psutil.Error:
+                continue
+        return None
+
+    def wait(self, timeout: float = 300) -> int:
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+        self._reader.join(10)
+        return code
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(10)
+
+
+def cpu_seconds(process) -> float:
+    """CPU seconds a psutil.Process has used; infinite once it has ended."""
+    import psutil
+
+    try:
+        times = process.cpu_times()
+    except psutil.Error:
+        return float("inf")
+    return times.user + times.system
+
+
+TRAIN_OUTPUTS = ("data/model.keras", "metrics/train.json", "plots/train_history.csv")
+
+
+@dataclass
+class InterruptedRun:
+    """A small project whose first `dvc repro` was killed (`kill <pid of dvc>`) during train, and
+    which a second `dvc repro` then completed: what each step showed."""
+
+    project: Path
+    home: Path  # HOME and TMPDIR of both runs, empty directories at the start
+    tmpdir: Path
+    killed_output: str
+    killed_code: int
+    train_outputs_after_kill: list[str]  # train's outputs standing under their final names
+    temporaries_after_kill: list[str]
+    status_after_kill: dict  # `dvc status --json`
+    resumed: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="session")
+def interrupted_run(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> InterruptedRun:
+    import psutil
+
+    root = tmp_path_factory.mktemp("reference")
+    home, tmpdir = root / "home", root / "tmp"
+    home.mkdir()
+    tmpdir.mkdir()
+    env = {"HOME": str(home), "TMPDIR": str(tmpdir)}
+    project = make_project(root / "project", **PIPELINE_PARAMS, **{"download.sources": [str(dataset)]})
+    run = Repro(project, env=env)
+    try:
+        stage = wait_for(lambda: run.stage_process("train"), timeout=240)
+        assert stage, f"train never started:\n{run.output[-3000:]}"
+        # Past Python's start-up, into its imports (TensorFlow alone takes seconds).
+        wait_for(lambda: cpu_seconds(stage) > 0.5, timeout=60)
+        os.kill(run.process.pid, signal.SIGTERM)
+        # DVC dies alone and its stage runs on (DVC's behaviour): stop the stage too.
+        try:
+            stage.terminate()
+            stage.wait(60)
+        except psutil.NoSuchProcess:
+            pass
+        code = run.wait(60)
+    finally:
+        if run.process.poll() is None:
+            run.kill()
+    after_kill = dict(
+        train_outputs_after_kill=[p for p in TRAIN_OUTPUTS if (project / p).exists()],
+        temporaries_after_kill=temporaries(project),
+        status_after_kill=json.loads(dvc(project, "status", "--json").stdout),
+    )
+    resumed = dvc(project, "repro", env=env)
+    return InterruptedRun(project, home, tmpdir, run.output, code, resumed=resumed, **after_kill)
+
+
+@pytest.fixture(scope="session")
+def reference(interrupted_run: InterruptedRun, pytestconfig: pytest.Config,
+              tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small project, fully reproduced (only read: copy it to change it).
+
+    If a selected test reads queued_experiments, its queue starts now, so that its experiments
+    run while the tests before it run.
+    """
+    if pytestconfig.stash.get(QUEUE_WANTED, False) and QUEUE not in pytestconfig.stash:
+        pytestconfig.stash[QUEUE] = StartedQueue.start(tmp_path_factory.mktemp("experiments"), interrupted_run.project)
+    return interrupted_run.project
+
+
+EXPERIMENT_EPOCHS = (1, 3)  # the reference trains 2 epochs
+APPLIED_EPOCHS = 3
+
+
+@dataclass
+class QueuedExperiments:
+    """The reference committed (branch `base`), two experiments queued and run by two workers,
+    then the one at APPLIED_EPOCHS applied and committed: what each step showed."""
+
+    project: Path
+    home: Path  # HOME and TMPDIR of the queue, empty directories at the start
+    tmpdir: Path
+    queued: str  # what `dvc exp run --queue` printed
+    most_at_once: int  # the most experiments seen running at once (wait_for_workers)
+    runs: dict[int, dict]  # by epochs: name, rev, state, metrics (`dvc exp show --json`); the log
+    # (`dvc queue logs`) of the one applied
+    histories: dict[object, list[tuple]]  # (epoch, loss, val_loss) rows of `base` and by epochs
+
+
+def start_workers(project: Path, jobs: int, env: dict[str, str]) -> None:
+    """`dvc queue start -j jobs`. Not through dvc(): the workers would inherit its output pipes, and
+    reading them to the end would wait for the workers to exit."""
+    subprocess.run(
+        [str(VENV_BIN / "dvc"), "queue", "start", "-j", str(jobs)], cwd=project, check=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, **env, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}, timeout=60,
+    )
+
+
+def wait_for_workers(project: Path, timeout: float = 300) -> int:
+    """Wait until the queue's workers (`dvc exp queue-worker`, run in `project`) have all exited.
+
+    Return the most experiments seen running at once: stages running in distinct copies
+    (.dvc/tmp/exps/…). Watched through the process table: polling `dvc queue status` instead
+    would cost a second of CPU a time, taken from the experiments.
+    """
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    most, seen_workers = 0, False
+    while time.monotonic() < deadline:
+        workers, copies = 0, set()
+        for process in psutil.process_iter(["cmdline", "cwd"]):
+            cmdline, cwd = process.info["cmdline"] or [], process.info["cwd"] or ""
+            if not cwd.startswith(str(project)):
+                continue
+            if "queue-worker" in cmdline:
+                workers += 1
+            elif any(arg.startswith("stages.") for arg in cmdline) and "/.dvc/tmp/exps/" in cwd:
+                copies.add(cwd)
+        most = max(most, len(copies))
+        if workers:
+            seen_workers = True
+        elif seen_workers:
+            return most
+        elif time.monotonic() > deadline - timeout + 30:
+            raise AssertionError("no queue worker started in 30 s")
+        time.sleep(0.2)
+    raise AssertionError(f"the queue's workers did not finish in {timeout} s")
+
+
+def shown_experiments(project: Path, env: dict[str, str]) -> dict[int, dict]:
+    """The baseline's experiments from `dvc exp show --json`, by epochs: name, rev, state, metrics."""
+    shown = json.loads(dvc(project, "exp", "show", "--json", env=env).stdout)
+    baseline = next(commit for commit in shown if commit["rev"] != "workspace")
+    found = {}
+    for experiment in baseline.get("experiments") or []:
+        rev = experiment["revs"][0]
+        data = rev["data"]
+        found[data["params"]["params.yaml"]["data"]["epochs"]] = {
+            "name": experiment["name"],
+            "rev": rev["rev"],
+            "state": experiment["executor"]["state"],
+            "metrics": {path: value["data"] for path, value in data["metrics"].items()},
+        }
+    return found
+
+
+@dataclass
+class StartedQueue:
+    """A copy of the reference committed (branch `base`), its experiments queued and two workers started."""
+
+    project: Path
+    home: Path  # HOME and TMPDIR of the queue, empty directories at the start
+    tmpdir: Path
+    env: dict[str, str]
+    queued: str  # what `dvc exp run --queue` printed
+    watched: dict  # by the watcher: "most" at once, or the "error"
+    watcher: threading.Thread  # watches the workers until they have all exited
+
+    def wait(self, timeout: float = 300) -> int:
+        """The most experiments seen running at once, once every worker has exited."""
+        self.watcher.join(timeout)
+        assert not self.watcher.is_alive(), f"the queue's workers did not finish in {timeout} s"
+        if "error" in self.watched:
+            raise self.watched["error"]
+        return self.watched["most"]
+
+    @classmethod
+    def start(cls, root: Path, reference: Path) -> "StartedQueue":
+        home, tmpdir = root / "home", root / "tmp"
+        home.mkdir()
+        tmpdir.mkdir()
+        env = {"HOME": str(home), "TMPDIR": str(tmpdir)}
+        for name in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "MPLCONFIGDIR", "KERAS_HOME"):
+            env[name] = ""  # unset for the stages: an empty value is ignored like a missing one
+        project = copy_project(reference, root / "project")
+        git(project, "add", "-A")
+        git(project, "commit", "-qm", "results")
+        git(project, "branch", "base")
+        queued = dvc(project, "exp", "run", "--queue", "-S",
+                     "epochs=" + ",".join(map(str, EXPERIMENT_EPOCHS)), env=env).stdout
+        watched: dict = {}
+
+        def watch() -> None:
+            try:
+                watched["most"] = wait_for_workers(project)
+            except AssertionError as error:
+                watched["error"] = error
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        start_workers(project, 2, env)
+        watcher.start()
+        return cls(project, home, tmpdir, env, queued, watched, watcher)
+
+
+QUEUE_WANTED = pytest.StashKey[bool]()
+QUEUE = pytest.StashKey[StartedQueue]()
+
+
+@pytest.fixture(scope="session")
+def queued_experiments(reference: Path, pytestconfig: pytest.Config) -> QueuedExperiments:
+    started = pytestconfig.stash[QUEUE]  # started by the reference fixture
+    project, env = started.project, started.env
+    most = started.wait()
+    runs = shown_experiments(project, env)
+    if APPLIED_EPOCHS in runs:
+        runs[APPLIED_EPOCHS]["log"] = dvc(project, "queue", "logs", runs[APPLIED_EPOCHS]["name"], env=env).stdout
+        dvc(project, "exp", "apply", runs[APPLIED_EPOCHS]["name"], env=env)
+        git(project, "add", "-A")
+        git(project, "commit", "-qm", f"epochs={APPLIED_EPOCHS}")
+    # The histories are DVC-cached plots, not in Git: `dvc plots diff` reads them at each revision.
+    revs = {"base": "base", **{epochs: run["rev"] for epochs, run in runs.items()}}
+    plots = json.loads(dvc(project, "plots", "diff", *revs.values(), "--json",
+                           "--out", str(project.parent / "plots"), env=env).stdout)["data"]
+    (loss,) = plots["Loss per epoch"]
+    histories = {key: [(row["epoch"], row["loss"], row["val_loss"]) for row in loss["content"]["data"]["values"]
+                       if row["rev"] == rev and row["field"] == "loss"] for key, rev in revs.items()}
+    return QueuedExperiments(project, started.home, started.tmpdir, started.queued, most, runs, histories)

@@ -1,46 +1,57 @@
-"""How a stage's process ends: stages.cli.run wraps every stage's entry point."""
+"""How a stage's entry point ends: stages.cli.run wraps every stage's `main`."""
 
-import subprocess
-import sys
-from pathlib import Path
+import signal
 
-REPO = Path(__file__).resolve().parent.parent
+import pytest
 
-STAGE = """
-import atexit, sys
-from stages.cli import UserError, run
-
-atexit.register(lambda: open(sys.argv[1], "w").write("exit handlers ran"))
-
-def main():
-    for i in range(20000):  # more than a pipe holds, and not flushed
-        print(f"line {i}")
-    print("last words", file=sys.stderr)
-    if sys.argv[2] == "fail":
-        raise UserError("epochs = 0 is not allowed")
-
-run(main)
-"""
+from stages.cli import run
+from stages.errors import UserError
 
 
-def run_stage(tmp_path: Path, outcome: str) -> subprocess.CompletedProcess:
-    """Run STAGE in a child process with its output piped, as DVC runs a stage."""
-    return subprocess.run(
-        [sys.executable, "-c", STAGE, str(tmp_path / "handlers"), outcome],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
-    )
+@pytest.fixture(autouse=True)
+def keep_sigterm():
+    """run() installs its SIGTERM handler in this process: put pytest's back afterwards."""
+    previous = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, previous)
 
 
-def test_a_finished_stage_exits_0_with_all_its_output_and_exit_handlers_run(tmp_path):
-    result = run_stage(tmp_path, "succeed")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [f"line {i}" for i in range(20000)]
-    assert result.stderr == "last words\n"
-    assert (tmp_path / "handlers").read_text() == "exit handlers ran"
+def test_a_finished_stage_returns_with_its_output(capsys):
+    def main():
+        print("accuracy 0.83")
+
+    assert run(main) is None
+    assert capsys.readouterr() == ("accuracy 0.83\n", "")
 
 
-def test_a_user_error_is_one_line_and_exit_1(tmp_path):
-    result = run_stage(tmp_path, "fail")
-    assert result.returncode == 1
-    assert result.stderr == "last words\nerror: epochs = 0 is not allowed\n"
-    assert (tmp_path / "handlers").read_text() == "exit handlers ran"
+def test_a_user_error_is_one_line_and_exit_1(capsys):
+    def main():
+        print("last words", flush=True)
+        raise UserError("params.yaml: epochs = 0 is not allowed")
+
+    with pytest.raises(SystemExit) as exited:
+        run(main)
+    assert exited.value.code == 1
+    assert capsys.readouterr() == ("last words\n", "error: params.yaml: epochs = 0 is not allowed\n")
+
+
+@pytest.mark.parametrize("interrupt", ["ctrl-c", "sigterm"])
+def test_an_interruption_is_one_line_and_exit_130(interrupt, capsys):
+    def main():
+        if interrupt == "ctrl-c":
+            raise KeyboardInterrupt
+        signal.raise_signal(signal.SIGTERM)  # `kill <pid>`, what DVC's queue sends too
+
+    with pytest.raises(SystemExit) as exited:
+        run(main)
+    assert exited.value.code == 130
+    assert capsys.readouterr().err == "interrupted: nothing was written\n"
+
+
+def test_any_other_error_is_not_hidden():
+    """A bug is a traceback for the developer, not a one-line message."""
+    def main():
+        raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        run(main)

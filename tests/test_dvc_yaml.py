@@ -45,11 +45,21 @@ def test_params_are_exactly_the_validated_keys(name):
     assert set(stage.get("params", [])) == set(getattr(module, "PARAMS", ()))
 
 
-def test_metrics_are_committed_and_outputs_cached():
+def test_summary_is_the_one_metrics_file_and_every_other_output_is_cached():
+    """`dvc metrics show` shows each figure once, from Git; every other output is restorable
+    from DVC's cache and run-cache, and git-ignored (DVC's outputs are not Git's)."""
+    metrics = {name: stage["metrics"] for name, stage in STAGES.items() if "metrics" in stage}
+    assert metrics == {"summary": [{"metrics/summary.json": {"cache": False}}]}
+    outs = []
     for stage in STAGES.values():
-        for entry in stage.get("metrics", []):
-            (path, options), = entry.items()
-            assert path.startswith("metrics/") and options == {"cache": False}
+        assert "plots" not in stage  # plots are ordinary outputs, drawn by dvc.yaml's top-level plots
         for entry in stage.get("outs", []):
-            path = entry if isinstance(entry, str) else next(iter(entry))
-            assert path.startswith(("data/", "plots/"))
+            assert isinstance(entry, str), entry  # no options: cached
+            outs.append(entry)
+    for folder in ("metrics", "plots"):
+        ignored = (REPO / folder / ".gitignore").read_text().split()
+        assert sorted(ignored) == sorted(f"/{path.removeprefix(folder + '/')}" for path in outs
+                                         if path.startswith(folder + "/"))
+    drawn = {path for plot in yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]
+             for path in ([plot] if isinstance(plot, str) else next(iter(plot.values()))["y"])}
+    assert drawn == {path for path in outs if path.startswith("plots/")}

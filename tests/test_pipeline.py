@@ -1,16 +1,22 @@
-"""End to end: the real files served on 127.0.0.1 as the only source, the pipeline on a small sample."""
+"""End to end: the pipeline on a small sample, then an experiment; what a user reads of the results.
+
+Both runs are shared session fixtures (tests/conftest.py): `reference`, reproduced from scratch
+(its first `dvc repro` was killed during train, see tests/reliability/test_interruption.py), and
+`queued_experiments`, the reference with experiments at other epochs, one applied and committed.
+"""
 
 import csv
-import io
 import json
 import re
 
 import yaml
-from conftest import SMALL, dvc, git
+from conftest import APPLIED_EPOCHS, PIPELINE_PARAMS, SMALL, dvc
 
 from stages.dataset import CLASS_NAMES
 
-N_TRAIN = int(SMALL * 0.8)
+ALL_STAGES = {"download", "prepare", "split", "sgd_cv", "train", "evaluate", "summary"}
+SUMMARY_KEYS = ["sgd_cv_accuracy", "keras_val_accuracy", "keras_test_accuracy", "sgd_cv_accuracy_std",
+                "keras_train_accuracy", "keras_train_loss", "keras_val_loss", "keras_test_loss"]
 
 
 def ran_stages(output: str) -> set[str]:
@@ -21,18 +27,15 @@ def read(project, path):
     return json.loads((project / path).read_text())
 
 
-def test_repro_then_an_experiment_reruns_only_what_changed(small_project, tmp_path, monkeypatch):
-    project = small_project
-    scratch = tmp_path / "tmpdir"
-    scratch.mkdir()
-    monkeypatch.setenv("TMPDIR", str(scratch))
-    first = dvc(project, "repro")
-    assert ran_stages(first.stdout) == {"download", "prepare", "split", "sgd_cv", "train", "evaluate", "summary"}
-    # Nothing left in TMPDIR, though TensorFlow's autograph writes its generated code there.
-    assert list(scratch.iterdir()) == []
-    # TensorFlow's C++ start-up notes and its harmless op-attribute error line are held back.
-    log = first.stdout + first.stderr
-    assert "I0000" not in log and "E0000" not in log and "absl::InitializeLog" not in log, log
+def test_repro_writes_every_report_plot_and_the_summary(interrupted_run, tmp_path):
+    project = interrupted_run.project
+    assert ran_stages(interrupted_run.killed_output) | ran_stages(interrupted_run.resumed.stdout) == ALL_STAGES
+    log = interrupted_run.resumed.stdout + interrupted_run.resumed.stderr
+    assert "Traceback" not in log and "Warning:" not in log, log  # no Python warning reaches the log
+    # Nothing in HOME or TMPDIR: Keras's and Matplotlib's files are in the workspace.
+    assert list(interrupted_run.home.iterdir()) == [] and list(interrupted_run.tmpdir.iterdir()) == []
+    assert (project / ".dvc/tmp/stage-home/keras/keras.json").is_file()
+    assert list((project / ".dvc/tmp/stage-home/matplotlib").glob("fontlist-*.json"))
 
     data = read(project, "metrics/data.json")
     assert data["train"]["samples"] == SMALL and data["test"]["samples"] == SMALL
@@ -41,13 +44,14 @@ def test_repro_then_an_experiment_reruns_only_what_changed(small_project, tmp_pa
     assert sum(data["train"]["class_counts"].values()) == SMALL
 
     sgd = read(project, "metrics/sgd_cv.json")["accuracy"]
-    assert len(sgd["folds"]) == 5 and 0.6 < sgd["mean"] < 0.95
+    assert len(sgd["folds"]) == PIPELINE_PARAMS["sgd.folds"] and 0.6 < sgd["mean"] < 0.95
     assert "time" not in json.dumps(sgd)  # timings vary run to run: printed, not in metrics
 
     train = read(project, "metrics/train.json")
     assert set(train) == {"train", "val"} and 0.6 < train["val"]["accuracy"] <= 1
     history = (project / "plots/train_history.csv").read_text().splitlines()
-    assert history[0] == "epoch,accuracy,loss,val_accuracy,val_loss" and len(history) == 1 + 5
+    assert history[0] == "epoch,accuracy,loss,val_accuracy,val_loss"
+    assert [row.split(",")[0] for row in history[1:]] == ["0", "1"]  # Keras counts from 0
 
     evaluation = read(project, "metrics/evaluate.json")
     for part in ("val", "test"):
@@ -57,39 +61,45 @@ def test_repro_then_an_experiment_reruns_only_what_changed(small_project, tmp_pa
     assert abs(evaluation["val"]["accuracy"] - train["val"]["accuracy"]) < 1e-6
     confusion = (project / "plots/confusion.csv").read_text().splitlines()
     assert confusion[0] == "actual,predicted" and len(confusion) == 1 + SMALL
+    per_class = list(csv.DictReader((project / "plots/per_class_accuracy.csv").open()))
+    assert [row["class"] for row in per_class] == list(CLASS_NAMES)
+    assert [float(row["accuracy"]) for row in per_class] == list(evaluation["test"]["per_class_accuracy"].values())
 
+    # The one metrics file: the study's figures, the three accuracies it compares first.
     summary = read(project, "metrics/summary.json")
+    assert list(summary) == SUMMARY_KEYS
     assert summary == {
-        "sgd_cv_accuracy": sgd["mean"],
-        "keras_val_accuracy": evaluation["val"]["accuracy"],
-        "keras_test_accuracy": evaluation["test"]["accuracy"],
+        "sgd_cv_accuracy": sgd["mean"], "keras_val_accuracy": evaluation["val"]["accuracy"],
+        "keras_test_accuracy": evaluation["test"]["accuracy"], "sgd_cv_accuracy_std": sgd["std"],
+        "keras_train_accuracy": train["train"]["accuracy"], "keras_train_loss": train["train"]["loss"],
+        "keras_val_loss": evaluation["val"]["loss"], "keras_test_loss": evaluation["test"]["loss"],
     }
+    shown = json.loads(dvc(project, "metrics", "show", "--json").stdout)
+    assert list(shown[""]["data"]) == ["metrics/summary.json"]
     for image in ("first_images.png", "misclassified.png"):
         assert (project / "plots" / image).read_bytes().startswith(b"\x89PNG")
 
-    plots = json.loads(dvc(project, "plots", "show", "--json").stdout)["data"]
+    plots = json.loads(dvc(project, "plots", "show", "--json", "--out", str(tmp_path)).stdout)["data"]
     for title in ("Loss per epoch", "Accuracy per epoch"):
         (plot,) = plots[title]
         x = plot["content"]["encoding"]["x"]
         assert x["field"] == "epoch" and x["axis"]["tickMinStep"] == 1  # whole epochs, no 1.5
-        assert sorted({int(row["epoch"]) for row in plot["content"]["data"]["values"]}) == [1, 2, 3, 4, 5]
+        assert sorted({int(row["epoch"]) for row in plot["content"]["data"]["values"]}) == [0, 1]
+    assert {"Test accuracy per class", "Test confusion matrix"} <= set(plots)
 
-    assert "up to date" in dvc(project, "repro").stdout
-    git(project, "add", "-A")
-    git(project, "commit", "-qm", "results")
 
-    experiment = dvc(project, "exp", "run", "-S", "epochs=2")
-    assert ran_stages(experiment.stdout) == {"train", "evaluate", "summary"}
-    assert yaml.safe_load((project / "params.yaml").read_text())["epochs"] == 2
-    assert len((project / "plots/train_history.csv").read_text().splitlines()) == 1 + 2
+def test_an_experiment_reruns_only_what_changed(queued_experiments):
+    project = queued_experiments.project
+    run = queued_experiments.runs[APPLIED_EPOCHS]
+    assert ran_stages(run["log"]) == {"train", "evaluate", "summary"}, run["log"]
+    # Applied: its params and results are the workspace's.
+    assert yaml.safe_load((project / "params.yaml").read_text())["epochs"] == APPLIED_EPOCHS
+    assert len((project / "plots/train_history.csv").read_text().splitlines()) == 1 + APPLIED_EPOCHS
+    assert read(project, "metrics/summary.json") == run["metrics"]["metrics/summary.json"]
 
-    diff = json.loads(dvc(project, "metrics", "diff", "--json").stdout)
-    assert set(diff) == {"metrics/train.json", "metrics/evaluate.json", "metrics/summary.json"}
-    change = diff["metrics/train.json"]["val.loss"]
-    assert change["old"] == train["val"]["loss"] and change["new"] != change["old"]
-    assert "epochs" in dvc(project, "params", "diff").stdout
-
-    rows = list(csv.DictReader(io.StringIO(dvc(project, "exp", "show", "--csv").stdout)))
-    experiments = [row for row in rows if row["typ"] not in ("workspace", "baseline")]
-    assert [row["epochs"] for row in experiments] == ["2"]
-    assert experiments[0]["keras_val_accuracy"] == str(read(project, "metrics/summary.json")["keras_val_accuracy"])
+    diff = json.loads(dvc(project, "metrics", "diff", "base", "--json").stdout)
+    assert set(diff) == {"metrics/summary.json"}
+    assert {key for key in diff["metrics/summary.json"] if key.startswith("sgd")} == set()  # SGD unchanged
+    change = diff["metrics/summary.json"]["keras_val_loss"]
+    assert change["new"] == run["metrics"]["metrics/summary.json"]["keras_val_loss"] != change["old"]
+    assert "epochs" in dvc(project, "params", "diff", "base").stdout

@@ -243,15 +243,6 @@ def stage(project: Path, name: str, timeout: float = 120) -> subprocess.Complete
     )
 
 
-def one_error_line(result: subprocess.CompletedProcess) -> str:
-    """The single `error: ...` line a stage printed, after checking it printed nothing else."""
-    assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-3000:]
-    return lines[0]
-
-
 def snapshot(root: Path, ignore: tuple[str, ...] = (".git", "__pycache__")) -> dict[str, tuple]:
     """Every file and directory under `root`: (kind, size, mtime_ns, sha256) by relative path."""
     found = {}
@@ -267,131 +258,17 @@ def snapshot(root: Path, ignore: tuple[str, ...] = (".git", "__pycache__")) -> d
     return found
 
 
-def temporaries(root: Path) -> list[str]:
-    """Files or directories named like atomic_path's temporaries, anywhere under `root`."""
-    return sorted(
-        str(p.relative_to(root)) for p in root.rglob(".*-tmp-*") if ".git" not in p.parts
-    )
-
-
-def wait_for(condition: Callable[[], object], timeout: float, interval: float = 0.05) -> object:
-    """Poll `condition` until it is truthy (return it) or `timeout` s pass (return None)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    return None
-
-
 # ---------------------------------------------------------------- whole-pipeline runs
 
-METRICS = ("data", "sgd_cv", "train", "evaluate", "summary")
-# Small, but with an SGD cross-validation (~4 s) and a training (~4 s) long enough to be
-# interrupted in the middle.
-PIPELINE_PARAMS = {"max_samples": 2000, "sgd.max_iter": 100, "epochs": 20}
+# The second run from scratch is the reference's twin: the same params, so the same bytes.
+from conftest import PIPELINE_PARAMS, Repro, temporaries, wait_for  # noqa: E402, F401 (also for other modules)
+
+SUMMARY = "metrics/summary.json"
 
 
-def metrics_bytes(project: Path) -> dict[str, bytes]:
-    return {name: (project / "metrics" / f"{name}.json").read_bytes() for name in METRICS}
-
-
-def copy_project(source: Path, target: Path) -> Path:
-    import shutil
-
-    shutil.copytree(source, target, symlinks=True)
-    return target
-
-
-class Repro:
-    """A `dvc repro` running in the background, in its own process group, its output collected."""
-
-    def __init__(self, project: Path, *args: str, shell: str = "/bin/sh"):
-        # DVC runs each cmd with `$SHELL -c`; /bin/sh (dash) forks, leaving a shell between DVC
-        # and the stage, as in CI and under cron where SHELL is unset.
-        env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-               "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "SHELL": shell}
-        self.process = subprocess.Popen(
-            [str(VENV_BIN / "dvc"), "repro", *args], cwd=project, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def stage_process(self, name: str):
-        """The running `python -m stages.<name>` started by this dvc (not its shell), or None."""
-        import psutil
-
-        try:
-            children = psutil.Process(self.process.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            return None
-        for child in children:
-            try:
-                if f"stages.{name}" in child.cmdline():  # an argument, not inside `sh -c '…'`
-                    return child
-            except psutil.Error:
-                continue
-        return None
-
-    def wait(self, timeout: float = 300) -> int:
-        try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise
-        self._reader.join(10)
-        return code
-
-    def kill(self) -> None:
-        import signal
-
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait(10)
-
-
-@pytest.fixture(scope="session")
-def prefix_project(tmp_path_factory, dataset) -> Path:
-    """A small project where download, prepare and split have run (`dvc repro split`)."""
-    from conftest import SMALL, dvc, make_project
-
-    project = make_project(tmp_path_factory.mktemp("prefix") / "project", **PIPELINE_PARAMS,
-                           **{"download.sources": [str(dataset)]})
-    dvc(project, "repro", "split")
-    return project
-
-
-@pytest.fixture(scope="session")
-def after_sgd_cv(tmp_path_factory, prefix_project) -> Path:
-    """The prefix project after `dvc repro sgd_cv` too: the next stage to run is train."""
-    from conftest import dvc
-
-    project = copy_project(prefix_project, tmp_path_factory.mktemp("after_sgd_cv") / "project")
-    dvc(project, "repro", "sgd_cv")
-    return project
-
-
-@pytest.fixture(scope="session")
-def reference(tmp_path_factory, after_sgd_cv) -> Path:
-    """The pipeline completed without interruption (from the prefix, by `dvc repro`)."""
-    from conftest import dvc
-
-    project = copy_project(after_sgd_cv, tmp_path_factory.mktemp("reference") / "project")
-    dvc(project, "repro")
-    return project
+def summary_bytes(project: Path) -> bytes:
+    """The bytes of the one metrics file: equal bytes, equal results."""
+    return (project / SUMMARY).read_bytes()
 
 
 @dataclass

@@ -9,7 +9,7 @@ import json
 import pytest
 from conftest import dvc
 
-from .conftest import CONCURRENT_DURING, metrics_bytes, temporaries
+from .conftest import CONCURRENT_DURING, summary_bytes, temporaries
 
 FAULT_CLASS = "concurrency: a second `dvc repro`"
 USER_SEES = (
@@ -34,5 +34,5 @@ def test_the_first_run_finishes_intact(concurrent_run, reference):
     project = concurrent_run.project
     assert concurrent_run.first_code == 0, concurrent_run.first.output[-3000:]
     assert json.loads(dvc(project, "status", "--json").stdout) == {}
-    assert metrics_bytes(project) == metrics_bytes(reference)
+    assert summary_bytes(project) == summary_bytes(reference)
     assert temporaries(project) == []

@@ -1,14 +1,18 @@
 """Parameter faults: a mistyped params.yaml, read by the stage that uses the key.
 
-Each case edits params.yaml of a fresh project and runs that stage: one line naming the key,
-the value and what is allowed, exit 1, no traceback, and not one file written or changed.
+Each case edits params.yaml and runs the entry point of the stage that reads the key, in this
+process (stages.cli.run around its `main`, in the project's directory, as `python -m` runs it):
+one line naming the key, the value and what is allowed, exit 1, and not one file written or
+changed. test_params.py runs one stage as a process, for what only a process shows.
 """
+
+import importlib
 
 import pytest
 import yaml
-from conftest import REPO, dvc, make_project
+from conftest import REPO, dvc, error_line, make_project
 
-from .conftest import one_error_line, snapshot, stage
+from .conftest import snapshot
 
 FAULT_CLASS = "params: a mistyped params.yaml"
 USER_SEES = (
@@ -40,54 +44,13 @@ def without(key: str) -> str:
     return yaml.safe_dump(values, sort_keys=False)
 
 
-# name: (key, value) — the value is set in params.yaml; the message must name both and the rule
-VALUE_CASES = {
-    # wrong types
-    "epochs-as-string": ("epochs", "5", "an integer from 1 to 1000"),
-    "epochs-as-bool": ("epochs", True, "an integer from 1 to 1000"),
-    "seed-as-float": ("seed", 1.5, "an integer from 0 to 2**32-1"),
-    "batch_size-as-float": ("batch_size", 32.0, "an integer from 1 to 60000"),
-    "max_samples-as-word": ("max_samples", "all", "null (all samples) or an integer >= 500"),
-    "test_size-as-string": ("split.test_size", "20%", "a fraction in (0, 1)"),
-    "sources-as-string": ("download.sources", "http://127.0.0.1/", "a list of http(s) URLs"),
-    "timeout-as-string": ("download.timeout", "30s", "seconds, a number in (0, 600]"),
-    "hidden-as-int": ("model.hidden", 128, "a list of up to 8 layer sizes"),
-    # out of range
-    "epochs-zero": ("epochs", 0, "an integer from 1 to 1000"),
-    "batch_size-negative": ("batch_size", -32, "an integer from 1 to 60000"),
-    "seed-negative": ("seed", -1, "an integer from 0 to 2**32-1"),
-    "max_samples-too-few": ("max_samples", 10, "an integer >= 500"),
-    "test_size-one": ("split.test_size", 1.0, "a fraction in (0, 1)"),
-    "folds-one": ("sgd.folds", 1, "an integer from 2 to 20"),
-    "max_iter-zero": ("sgd.max_iter", 0, "an integer from 1 to 10000"),
-    "learning_rate-zero": ("model.learning_rate", 0.0, "a number in (0, 10]"),
-    "dropout-one": ("model.dropout", 1.0, "a fraction in [0, 1)"),
-    "hidden-layer-zero": ("model.hidden", [128, 0], "layer sizes from 1 to 4096"),
-    "retries-zero": ("download.retries", 0, "an integer from 1 to 10"),
-    "timeout-negative": ("download.timeout", -1, "a number in (0, 600]"),
-    "sources-empty": ("download.sources", [], "a list of http(s) URLs or directories"),
-    # unknown choices
-    "loss-unknown": ("sgd.loss", "logistic", "'log_loss', 'hinge'"),
-    "optimizer-unknown": ("model.optimizer", "adamw", "'rmsprop', 'adam' or 'sgd'"),
-    "activation-unknown": ("model.activation", "swish", "'relu', 'tanh'"),
-    "source-scheme-unknown": ("download.sources", ["ftp://127.0.0.1/fashion"],
-                              "an http(s) URL or a local directory path"),
-}
-
-
-def key_in_message(key, value):
-    # A list item is named by its index: model.hidden.1, download.sources.0.
-    if isinstance(value, list) and value:
-        bad = next(i for i, v in enumerate(value) if v in (0,) or isinstance(v, str))
-        return f"{key}.{bad}", repr(value[bad])
-    return key, repr(value)
-
-
-def check_refused(project, name, text):
+def refused(project, entry_point, key: str, text: str) -> str:
+    """The one error line of the stage reading `key` with params.yaml = `text`; checks nothing changed."""
+    main = importlib.import_module(f"stages.{STAGE_OF[key.split('.')[0]]}").main
     (project / "params.yaml").write_text(text)
     before = snapshot(project)
     try:
-        line = one_error_line(stage(project, STAGE_OF[name.split(".")[0]]))
+        line = error_line(*entry_point(main, project))
     finally:
         (project / "params.yaml").write_text(DEFAULTS)
     after = snapshot(project)
@@ -96,58 +59,132 @@ def check_refused(project, name, text):
     return line
 
 
-@pytest.mark.parametrize("case", list(VALUE_CASES))
-def test_a_bad_value_is_named_with_what_is_allowed(case, project):
-    key, value, allowed = VALUE_CASES[case]
-    line = check_refused(project, key, with_value(key, value))
-    named, shown = key_in_message(key, value)
-    assert line.startswith(f"error: params.yaml: {named} = {shown} is not allowed: "), line
-    assert allowed in line, line
+# name: (key, value, the whole message after "is not allowed: ") — the value is set in params.yaml
+VALUE_CASES = {
+    # wrong types
+    "epochs-as-string": ("epochs", "5", "Input should be a valid integer (allowed: an integer from 1 to 1000)"),
+    "epochs-as-bool": ("epochs", True, "Input should be a valid integer (allowed: an integer from 1 to 1000)"),
+    "epochs-as-float": ("epochs", 2.5, "Input should be a valid integer (allowed: an integer from 1 to 1000)"),
+    "seed-as-float": ("seed", 1.5, "Input should be a valid integer (allowed: an integer from 0 to 4294967295)"),
+    "batch_size-as-float": ("batch_size", 32.0, "Input should be a valid integer (allowed: an integer from 1 to 60000)"),
+    "max_samples-as-word": ("max_samples", "all", "Input should be a valid integer (allowed: null or an integer >= 500)"),
+    "test_size-as-string": ("split.test_size", "20%", "Input should be a valid number (allowed: a number in (0, 1))"),
+    "sources-as-string": ("download.sources", "http://127.0.0.1/",
+                          "Input should be a valid list (allowed: a list of at least 1 item, each an http(s) URL or a local directory)"),
+    "timeout-as-string": ("download.timeout", "30s", "Input should be a valid number (allowed: a number in (0, 600])"),
+    "hidden-as-int": ("model.hidden", 128,
+                      "Input should be a valid list (allowed: a list of up to 8 items, each an integer from 1 to 4096)"),
+    # out of range
+    "epochs-zero": ("epochs", 0, "Input should be greater than or equal to 1 (allowed: an integer from 1 to 1000)"),
+    "batch_size-negative": ("batch_size", -32, "Input should be greater than or equal to 1 (allowed: an integer from 1 to 60000)"),
+    "seed-negative": ("seed", -1, "Input should be greater than or equal to 0 (allowed: an integer from 0 to 4294967295)"),
+    "max_samples-too-few": ("max_samples", 10, "Input should be greater than or equal to 500 (allowed: null or an integer >= 500)"),
+    "test_size-one": ("split.test_size", 1.0, "Input should be less than 1 (allowed: a number in (0, 1))"),
+    "folds-one": ("sgd.folds", 1, "Input should be greater than or equal to 2 (allowed: an integer from 2 to 20)"),
+    "max_iter-zero": ("sgd.max_iter", 0, "Input should be greater than or equal to 1 (allowed: an integer from 1 to 10000)"),
+    "learning_rate-zero": ("model.learning_rate", 0.0, "Input should be greater than 0 (allowed: a number in (0, 10])"),
+    "dropout-one": ("model.dropout", 1.0, "Input should be less than 1 (allowed: a number in [0, 1))"),
+    "hidden-layer-zero": ("model.hidden", [128, 0],
+                          "Input should be greater than or equal to 1 (allowed: a list of up to 8 items, each an integer from 1 to 4096)"),
+    "hidden-too-many-layers": ("model.hidden", [8] * 9,
+                               "List should have at most 8 items after validation, not 9 (allowed: a list of up to 8 items, each an integer from 1 to 4096)"),
+    "retries-zero": ("download.retries", 0, "Input should be greater than or equal to 1 (allowed: an integer from 1 to 10)"),
+    "timeout-negative": ("download.timeout", -1, "Input should be greater than 0 (allowed: a number in (0, 600])"),
+    "sources-empty": ("download.sources", [],
+                      "List should have at least 1 item after validation, not 0 (allowed: a list of at least 1 item, each an http(s) URL or a local directory)"),
+    # unknown choices
+    "loss-unknown": ("sgd.loss", "logistic",
+                     "Input should be 'log_loss', 'hinge', 'modified_huber', 'squared_hinge' or 'perceptron' "
+                     "(allowed: one of 'log_loss', 'hinge', 'modified_huber', 'squared_hinge', 'perceptron')"),
+    "optimizer-unknown": ("model.optimizer", "adamw",
+                          "Input should be 'rmsprop', 'adam' or 'sgd' (allowed: one of 'rmsprop', 'adam', 'sgd')"),
+    "activation-unknown": ("model.activation", "swish",
+                           "Input should be 'relu', 'tanh', 'sigmoid', 'elu' or 'gelu' (allowed: one of 'relu', 'tanh', 'sigmoid', 'elu', 'gelu')"),
+    "source-scheme-unknown": ("download.sources", ["ftp://127.0.0.1/fashion"],
+                              "a source must be an http(s) URL or a local directory path "
+                              "(allowed: a list of at least 1 item, each an http(s) URL or a local directory)"),
+}
 
 
-@pytest.mark.parametrize("key", ["epochs", "seed", "sgd.folds", "model.optimizer", "download"])
-def test_a_missing_key_is_named(key, project):
-    line = check_refused(project, key, without(key))
-    assert line.startswith(f"error: params.yaml: {key} is missing"), line
+def named(key: str, value: object) -> tuple[str, str]:
+    """How the message names the key and shows the value: a list item by its index (model.hidden.1)."""
+    if isinstance(value, list) and value and len(value) <= 8:
+        bad = next(i for i, v in enumerate(value) if v == 0 or isinstance(v, str))
+        return f"{key}.{bad}", repr(value[bad])
+    return key, repr(value)
 
 
-def test_an_unknown_key_is_named(project):
-    text = DEFAULTS.replace("  dropout: 0.0", "  dropuot: 0.5")  # a typo of dropout
+@pytest.mark.parametrize("case", VALUE_CASES)
+def test_a_bad_value_is_named_with_what_is_allowed(case, project, entry_point):
+    key, value, why = VALUE_CASES[case]
+    line = refused(project, entry_point, key, with_value(key, value))
+    name, shown = named(key, value)
+    assert line == f"error: params.yaml: {name} = {shown} is not allowed: {why}"
+
+
+@pytest.mark.parametrize("key, allowed", [
+    ("epochs", "an integer from 1 to 1000"), ("seed", "an integer from 0 to 4294967295"),
+    ("sgd.folds", "an integer from 2 to 20"),
+    ("model.optimizer", "one of 'rmsprop', 'adam', 'sgd'"),
+])
+def test_a_missing_key_is_named(key, allowed, project, entry_point):
+    line = refused(project, entry_point, key, without(key))
+    assert line == f"error: params.yaml: {key} is missing (allowed: {allowed})"
+
+
+def test_a_missing_section_is_named(project, entry_point):
+    line = refused(project, entry_point, "download", without("download"))
+    assert line.startswith("error: params.yaml: download is missing"), line
+
+
+def test_an_unknown_key_is_named(project, entry_point):
+    text = DEFAULTS.replace("  dropout: 0.0", "  dropout: 0.0\n  dropuot: 0.5")  # a typo of dropout
     assert text != DEFAULTS
-    line = check_refused(project, "model", text)
-    assert line.startswith("error: params.yaml: model.dropout is missing") or \
-        line.startswith("error: params.yaml: unknown key model.dropuot"), line
+    line = refused(project, entry_point, "model", text)
+    assert line == "error: params.yaml: unknown key model.dropuot"
 
 
 SYNTAX_CASES = {
-    "unclosed-bracket": ("model", DEFAULTS.replace("hidden: []", "hidden: [64, 32"), "line"),
-    "tab-indent": ("sgd", DEFAULTS.replace("  loss: log_loss", "\tloss: log_loss"), "line"),
-    "bad-indent": ("epochs", DEFAULTS.replace("epochs: 5", "epochs: 5\n  batch: 3"), "line"),
+    "unclosed-bracket": ("model", DEFAULTS.replace("hidden: []", "hidden: [64, 32"), 26),
+    "tab-indent": ("sgd", DEFAULTS.replace("  loss: log_loss", "\tloss: log_loss"), 20),
+    "bad-indent": ("epochs", DEFAULTS.replace("epochs: 5", "epochs: 5\n  batch: 3"), 5),
 }
 
 
 @pytest.mark.parametrize("case", list(SYNTAX_CASES))
-def test_a_yaml_syntax_error_gives_its_line(case, project):
-    key, text, _ = SYNTAX_CASES[case]
+def test_a_yaml_syntax_error_gives_its_line(case, project, entry_point):
+    key, text, line_number = SYNTAX_CASES[case]
     assert text != DEFAULTS
-    line = check_refused(project, key, text)
-    assert line.startswith("error: params.yaml: YAML syntax error at line "), line
+    line = refused(project, entry_point, key, text)
+    assert line.startswith(f"error: params.yaml: YAML syntax error at line {line_number}, column "), line
 
 
 @pytest.mark.parametrize("text", ["", "- epochs\n- 5\n", "just a sentence\n"],
                          ids=["empty-file", "a-list", "a-scalar"])
-def test_params_that_are_not_a_mapping_are_refused(text, project):
-    line = check_refused(project, "epochs", text)
+def test_params_that_are_not_a_mapping_are_refused(text, project, entry_point):
+    line = refused(project, entry_point, "epochs", text)
     assert line.startswith("error: params.yaml: expected a mapping of keys to values, got "), line
 
 
-def test_a_missing_params_file_is_named(project):
+def test_a_missing_params_file_is_named(project, entry_point):
+    from stages.train import main
+
     (project / "params.yaml").unlink()
     try:
-        line = one_error_line(stage(project, "train"))
+        line = error_line(*entry_point(main, project))
     finally:
         (project / "params.yaml").write_text(DEFAULTS)
     assert line == "error: cannot read params.yaml: No such file or directory"
+
+
+DUPLICATED = DEFAULTS.replace("epochs: 5", "epochs: 5\nepochs: 50")
+
+
+def test_a_duplicated_key_is_refused_by_the_stage(project, entry_point):
+    """Run without DVC, a stage refuses it too (yaml.safe_load alone would keep the last)."""
+    assert DUPLICATED != DEFAULTS
+    line = refused(project, entry_point, "epochs", DUPLICATED)
+    assert "key 'epochs' is given twice (first at line " in line, line
 
 
 def test_under_dvc_the_stage_fails_and_nothing_is_recorded(tmp_path):
@@ -161,9 +198,6 @@ def test_under_dvc_the_stage_fails_and_nothing_is_recorded(tmp_path):
     assert not (project / "dvc.lock").exists() and not (project / "data/raw").exists()
 
 
-DUPLICATED = DEFAULTS.replace("epochs: 5", "epochs: 5\nepochs: 50")
-
-
 def test_a_duplicated_key_is_refused_by_dvc(tmp_path):
     """DVC reads params.yaml itself and refuses a key given twice, before running anything."""
     project = make_project(tmp_path / "project")
@@ -172,10 +206,3 @@ def test_a_duplicated_key_is_refused_by_dvc(tmp_path):
     assert result.returncode != 0
     assert "YAML file structure is corrupted" in result.stdout + result.stderr
     assert not (project / "dvc.lock").exists() and not (project / "data").exists()
-
-
-def test_a_duplicated_key_is_refused_by_the_stage(project):
-    """Run without DVC, a stage refuses it too (yaml.safe_load alone would keep the last)."""
-    assert DUPLICATED != DEFAULTS
-    line = check_refused(project, "epochs", DUPLICATED)
-    assert "key 'epochs' is given twice (first at line " in line, line
