@@ -1,0 +1,42 @@
+"""What a person sees of experiments: a table that reads at a glance, and a way back from a failed one."""
+
+import csv
+import io
+
+from conftest import copy_project, dvc, git
+from test_pipeline import SUMMARY_KEYS
+
+FIXED_COLUMNS = ("Experiment", "rev", "typ", "Created", "parent", "State", "Executor")
+
+
+def test_exp_show_leads_with_the_three_accuracies_and_shows_each_figure_once(queued_experiments):
+    shown = dvc(queued_experiments.project, "exp", "show", "--csv", "--all-commits").stdout
+    header = next(csv.reader(io.StringIO(shown)))
+    fixed = [name for name in header if name in FIXED_COLUMNS]
+    assert header[: len(fixed)] == fixed
+    # Then the metric columns (summary.json's keys, the study's question first), then the params.
+    first_param = header.index("seed")
+    assert header[len(fixed):first_param] == SUMMARY_KEYS
+    assert len(SUMMARY_KEYS) <= 12
+
+
+def test_a_failed_experiment_is_undone_by_exp_apply_head(reference, tmp_path):
+    project = copy_project(reference, tmp_path / "project")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "results")
+
+    failed = dvc(project, "exp", "run", "-S", "split.test_size=0", check=False)
+    assert failed.returncode != 0
+    assert "split.test_size = 0 is not allowed" in failed.stderr + failed.stdout
+    # What DVC leaves behind: the changed params and the failed stage's outputs removed.
+    assert git(project, "status", "--porcelain").split() == ["M", "params.yaml"]
+    assert not (project / "data/split").exists()
+
+    dvc(project, "exp", "apply", "HEAD")  # the README's way back
+    assert git(project, "status", "--porcelain") == ""
+    assert "up to date" in dvc(project, "status").stdout
+
+    # Trying a value with --temp leaves the workspace as it was, failed or not.
+    assert dvc(project, "exp", "run", "--temp", "-S", "split.test_size=0", check=False).returncode != 0
+    assert git(project, "status", "--porcelain") == ""
+    assert "up to date" in dvc(project, "status").stdout
