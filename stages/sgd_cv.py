@@ -19,11 +19,12 @@ PARAMS = ("seed", "sgd")
 def cross_validate_sgd(x: np.ndarray, y: np.ndarray, loss: str, max_iter: int, folds: int, seed: int) -> dict:
     """Fold accuracies of `SGDClassifier(loss, max_iter, random_state=seed)`, as the study computes them.
 
-    The folds run on all cores in threads: scikit-learn's SGD loop releases the GIL, so threads
-    share the memory-mapped `x` instead of each worker process reading its own copy. Results do
-    not depend on the number of threads.
+    The folds, and within each fold the ten one-vs-rest fits, run on all cores in threads:
+    scikit-learn's SGD loop releases the GIL, so threads share the memory-mapped `x` instead of
+    each worker process reading its own copy, and a last fold left alone still uses every core.
+    Results do not depend on the number of threads (each one-vs-rest fit's seed is drawn first).
     """
-    model = SGDClassifier(loss=loss, max_iter=max_iter, random_state=seed)
+    model = SGDClassifier(loss=loss, max_iter=max_iter, random_state=seed, n_jobs=-1)
     with warnings.catch_warnings(record=True) as caught, parallel_config(backend="threading"):
         warnings.simplefilter("always", ConvergenceWarning)
         scores = cross_validate(model, x, y, cv=folds, scoring="accuracy", n_jobs=-1)
