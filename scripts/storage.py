@@ -27,6 +27,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 REPO = Path(__file__).resolve().parents[1]
 BUCKET = "fashion-mnist"  # the bucket of the default remote in .dvc/config (s3://fashion-mnist/cache)
 RCLONE = Path(sys.executable).parent / "rclone"
@@ -99,11 +101,11 @@ class Store:
         if not pid:
             return None
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except FileNotFoundError:
+            cmdline = psutil.Process(pid).cmdline()
+        except psutil.Error:  # gone, or not ours to read
             return None
         # A recycled pid belongs to another program: only our own serve command counts.
-        return pid if b"serve" in cmdline and str(self.data).encode() in cmdline else None
+        return pid if "serve" in cmdline and str(self.data) in cmdline else None
 
     def answers(self) -> bool:
         try:

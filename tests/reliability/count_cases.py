@@ -43,7 +43,7 @@ def table() -> str:
 
 
 ORDER = ["test_download_faults", "test_data_faults", "test_params_faults", "test_interruption",
-         "test_determinism", "test_concurrency", "test_safety"]
+         "test_determinism", "test_concurrency", "test_safety", "test_store_faults"]
 
 if __name__ == "__main__":
     import contextlib
