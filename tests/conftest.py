@@ -44,6 +44,14 @@ def pytest_configure(config: pytest.Config) -> None:
     # ignored signal stays ignored across exec: give the children the terminal's default back.
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # A copy of the project names the default remote s3://fashion-mnist/cache, whose endpoint and
+    # keys come from the environment. A dvc command that reaches for it unasked (say `dvc plots
+    # diff` of a revision whose data is not in the cache) must find nothing but a closed port on
+    # 127.0.0.1, never AWS or its metadata address; the team tests pass their own store's address.
+    os.environ["AWS_ENDPOINT_URL_S3"] = "http://127.0.0.1:9"
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        os.environ.pop(name, None)
 
 
 @pytest.fixture(scope="session")
