@@ -30,5 +30,5 @@ $(VENV)/.installed: requirements.txt
 storage: $(VENV)/.installed  ## start the local S3 store on 127.0.0.1 (.storage/), print what to export
 	python scripts/storage.py start
 
-storage-stop:  ## stop it; its data stays in .storage/
+storage-stop: $(VENV)/.installed  ## stop it; its data stays in .storage/
 	python scripts/storage.py stop

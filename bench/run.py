@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from importlib import import_module, metadata
+from importlib import metadata
 from pathlib import Path
 
 import yaml
@@ -307,10 +307,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.max_samples is not None and args.max_samples < 500:
         parser.error("--max-samples must be at least 500 (params.yaml's limit)")
-    if args.team and not (REPO / "bench" / "team.py").exists():
-        parser.error("--team needs bench/team.py")
-    # bench/team.py provides figures(work: Path) -> str, a Markdown section added after the others.
-    team = import_module("bench.team") if args.team else None
 
     started = datetime.datetime.now(datetime.timezone.utc)
     machine_cpu, own_cpu, clock = machine_cpu_seconds(), own_cpu_seconds(), time.monotonic()
@@ -321,7 +317,11 @@ def main() -> None:
         for i in range(args.runs):
             log(f"round {i + 1} of {args.runs}")
             bench.round(i)
-        team_figures = team.figures(work) if team else ""
+        team_figures = ""
+        if args.team:  # imported only then: it brings the tests' project helpers along
+            from bench import team
+
+            team_figures = team.figures(work, args.max_samples, args.epochs)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

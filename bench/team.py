@@ -9,8 +9,8 @@
 2. `dvc pull` of every output into an empty cache: time and throughput;
 3. a sweep of 4 experiments, two worker clones in parallel (2 each) against one clone running all 4:
    the ratio of wall times.
-bench/run.py's `--team` calls `figures(work)`, which takes --max-samples and --epochs from
-bench/run.py's own command line, and adds the Markdown section it returns to BENCHMARKS.md.
+bench/run.py's `--team` calls `figures(work, max_samples, epochs)` with its own options and adds
+the Markdown section it returns to BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -100,32 +100,32 @@ def run_team(work: Path, max_samples: int | None, epochs: int) -> list[tuple[str
 
 
 def parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Team benchmarks against a local S3 store.",
-                                     allow_abbrev=False)
+    parser = argparse.ArgumentParser(description="Team benchmarks against a local S3 store.")
     parser.add_argument("--max-samples", type=int, default=None, help="a smoke run on N samples (≥ 500)")
     parser.add_argument("--epochs", type=int, default=5)
     return parser
 
 
-def figures(work: Path) -> str:
-    """The "Team storage" section of BENCHMARKS.md, measured in `work/team` with this command
-    line's --max-samples and --epochs."""
-    args = parser().parse_known_args()[0]  # bench/run.py's other options are its own
+def figures(work: Path, max_samples: int | None, epochs: int) -> str:
+    """The "Team storage" section of BENCHMARKS.md, measured in `work/team`."""
     root = work / "team"
     root.mkdir()
-    rows = run_team(root, args.max_samples, args.epochs)
-    data = f"max_samples={args.max_samples}" if args.max_samples else "the real data"
+    rows = run_team(root, max_samples, epochs)
+    data = f"max_samples={max_samples}" if max_samples else "the real data"
     lines = ["", "", "## Team storage", "",
-             f"One local rclone S3 store on 127.0.0.1 ({data}, {args.epochs} epoch(s)).", "",
+             f"One local rclone S3 store on 127.0.0.1 ({data}, {epochs} epoch(s)).", "",
              "| measure | result |", "|---|---|", *(f"| {what} | {measured} |" for what, measured in rows)]
     return "\n".join(lines)
 
 
 def main() -> int:
-    parser().parse_args()  # --help, and an unknown option or a bad value refused before any work
+    arguments = parser()
+    args = arguments.parse_args()  # --help, and an unknown option or a bad value refused before any work
+    if args.max_samples is not None and args.max_samples < 500:
+        arguments.error("--max-samples must be at least 500 (params.yaml's limit)")
     work = Path(tempfile.mkdtemp(prefix="bench-team-"))
     try:
-        print(figures(work).strip())
+        print(figures(work, args.max_samples, args.epochs).strip())
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -5,15 +5,18 @@
 #   scripts/ci_cache.sh repro   restore from the store what it has, run only what a change touches
 #   scripts/ci_cache.sh push    send outputs, run records and their objects to the store
 set -eu
+case "${1:-}" in
+    repro|push) ;;
+    *) echo "usage: scripts/ci_cache.sh repro|push" >&2; exit 2 ;;
+esac
 if [ -z "${AWS_ACCESS_KEY_ID:-}" ]; then
     echo "ci_cache: no store credentials; running without the shared store" >&2
     [ "$1" = repro ] && exec dvc repro
     exit 0
 fi
 case "$1" in
-    # What the store has of dvc.lock (missing: a stage this change touches), then the run: a stage
-    # whose run record is in the store is restored, the rest runs.
-    repro) dvc pull --run-cache --allow-missing && dvc repro --pull ;;
+    # What the store has of dvc.lock (missing: a stage this change touches), then the run:
+    # `repro --pull` fetches the run records itself and restores a stage whose record it finds.
+    repro) dvc pull --allow-missing && dvc repro --pull ;;
     push) dvc push --run-cache ;;
-    *) echo "usage: scripts/ci_cache.sh repro|push" >&2; exit 2 ;;
 esac

@@ -108,21 +108,29 @@ class Store:
         return pid if "serve" in cmdline and str(self.data) in cmdline else None
 
     def answers(self) -> bool:
+        no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # straight to loopback
         try:
-            urllib.request.urlopen(self.endpoint + "/", timeout=1)
+            no_proxy.open(self.endpoint + "/", timeout=1)
         except urllib.error.HTTPError:
             return True  # 403 without a signature: the server is up
         except OSError:
             return False
         return True
 
-    def start(self, bucket: str | None = BUCKET, extra_args: tuple[str, ...] = ()) -> None:
-        """Start the server unless it runs, wait until it answers, create `bucket` if missing.
+    def start(self, extra_args: tuple[str, ...] = ()) -> None:
+        """Start the server unless it runs, wait until it answers, create BUCKET if missing.
 
         `extra_args` go to `rclone serve s3`, e.g. ("--bwlimit", "10M") to slow transfers down.
         """
         if self.pid() is None:
             state = self.credentials()
+            with socket.socket() as probe:  # else the program holding the port would answer for us
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as rclone binds it
+                try:
+                    probe.bind(("127.0.0.1", state["port"]))
+                except OSError:
+                    raise StorageError(f"port {state['port']} is taken by another program; remove "
+                                       f"{self._state} to start the store on a new one") from None
             self.data.mkdir(parents=True, exist_ok=True)
             log = open(self.root / "server.log", "ab")
             # --etag-hash MD5: S3 clients compare a part's ETag with its MD5.
@@ -143,30 +151,21 @@ class Store:
                     tail = (self.root / "server.log").read_text(errors="replace")[-500:]
                     raise StorageError(f"the store did not start on {self.endpoint}: {tail.strip()}")
                 time.sleep(0.05)
-        if bucket:
-            self.create_bucket(bucket)
-
-    def client(self):
-        """A botocore S3 client of this store (botocore comes with dvc-s3)."""
-        import botocore.session
-
-        state = self.credentials()
-        return botocore.session.get_session().create_client(
-            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
-            aws_access_key_id=state["key"], aws_secret_access_key=state["secret"],
-        )
+        self.create_bucket(BUCKET)
 
     def create_bucket(self, bucket: str) -> None:
         import botocore.exceptions
+        import botocore.session  # comes with dvc-s3
 
-        client = self.client()
+        state = self.credentials()
+        client = botocore.session.get_session().create_client(
+            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
+            aws_access_key_id=state["key"], aws_secret_access_key=state["secret"],
+        )
         try:
-            names = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
-            if bucket not in names:
+            if bucket not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
                 client.create_bucket(Bucket=bucket)
-        except botocore.exceptions.BotoCoreError as exc:
-            raise StorageError(f"cannot create bucket {bucket} on {self.endpoint}: {exc}") from exc
-        except botocore.exceptions.ClientError as exc:
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise StorageError(f"cannot create bucket {bucket} on {self.endpoint}: {exc}") from exc
 
     def stop(self) -> bool:

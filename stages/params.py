@@ -186,8 +186,8 @@ def allowed(annotation: Any, constraints: tuple = ()) -> str:
             return f"an integer from {bounds['ge']} to {bounds['le']}"
         return "an integer" + (f" >= {bounds['ge']}" if "ge" in bounds else "")
     if annotation is float:
-        low = f"({bounds['gt']}" if "gt" in bounds else f"[{bounds['ge']}"
-        high = f"{bounds['lt']})" if "lt" in bounds else f"{bounds['le']}]"
+        low = f"({bounds['gt']}" if "gt" in bounds else f"[{bounds['ge']}" if "ge" in bounds else "(-inf"
+        high = f"{bounds['lt']})" if "lt" in bounds else f"{bounds['le']}]" if "le" in bounds else "inf)"
         return f"a number in {low}, {high}"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return "a mapping of " + ", ".join(annotation.model_fields)
