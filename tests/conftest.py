@@ -5,6 +5,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -25,6 +26,24 @@ SMALL = 2000  # max_samples of the end-to-end runs: 1,600 train, 400 validation,
 VENV_BIN = Path(sys.executable).parent
 # The end-to-end runs: small, and every stage still does its real work.
 PIPELINE_PARAMS = {"max_samples": SMALL, "epochs": 2, "sgd.folds": 2}
+STAGES = ("download", "prepare", "split", "sgd_cv", "train", "evaluate", "summary")
+# metrics/summary.json's keys, in order: the three accuracies the study compares first.
+SUMMARY_KEYS = ["sgd_cv_accuracy", "keras_val_accuracy", "keras_test_accuracy", "sgd_cv_accuracy_std",
+                "keras_train_accuracy", "keras_train_loss", "keras_val_loss", "keras_test_loss"]
+
+
+def ran_stages(output: str) -> list[str]:
+    """The stages a `dvc repro` or `dvc exp run` ran, in order, by its "Running stage" lines."""
+    return re.findall(r"Running stage '(\w+)'", output)
+
+
+def venv_env(keep_pythonpath: bool = False, **extra: str) -> dict[str, str]:
+    """os.environ with the venv first on PATH, as `make` sets it, and PYTHONPATH removed (unless
+    `keep_pythonpath`); `extra` adds or overrides variables."""
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
+    if not keep_pythonpath:
+        env.pop("PYTHONPATH", None)
+    return {**env, **extra}
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -52,6 +71,10 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         os.environ.pop(name, None)
+    # Loopback (the test servers, the store) never goes through a proxy the environment names.
+    for name in ("NO_PROXY", "no_proxy"):
+        existing = os.environ.get(name)
+        os.environ[name] = "127.0.0.1,localhost" + (f",{existing}" if existing else "")
 
 
 @pytest.fixture(scope="session")
@@ -141,14 +164,28 @@ def git(root: Path, *args: str) -> str:
 def dvc(root: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
         ) -> subprocess.CompletedProcess:
     """Run the venv's dvc in `root`, with the venv first on PATH as `make` sets it; `env` adds variables."""
-    env = {**os.environ, **(env or {}), "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run(
         [str(VENV_BIN / "dvc"), *args],
-        cwd=root, env=env, capture_output=True, text=True,
+        cwd=root, env=venv_env(keep_pythonpath=True, **(env or {})), capture_output=True, text=True,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def run(root: Path, *args: str, env: dict[str, str] | None = None,
+        timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a command of the venv (dvc, python) in `root`, as DVC runs a stage's: the venv first on
+    PATH, no PYTHONPATH, TensorFlow quiet; `env` adds variables (the store's, say)."""
+    program = str(VENV_BIN / args[0]) if (VENV_BIN / args[0]).exists() else args[0]
+    return subprocess.run([program, *args[1:]], cwd=root,
+                          env=venv_env(**{"TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, f"{result.args}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
 
 
 @pytest.fixture
@@ -181,13 +218,6 @@ def error_line(code: int, lines: list[str]) -> str:
     return lines[0]
 
 
-@pytest.fixture
-def small_project(tmp_path: Path, dataset: Path, serve: Callable[[Path], str]) -> Path:
-    """A copy of the project whose only source is a loopback server of the real files, on SMALL samples."""
-    url = serve(dataset)
-    return make_project(tmp_path / "project", max_samples=SMALL, **{"download.sources": [url]})
-
-
 def copy_project(source: Path, target: Path) -> Path:
     """A copy of a project with its Git history, DVC cache and outputs."""
     shutil.copytree(source, target, symlinks=True)
@@ -218,8 +248,7 @@ class Repro:
     def __init__(self, project: Path, env: dict[str, str] | None = None):
         # DVC runs each cmd with `$SHELL -c`; /bin/sh (dash) forks, leaving a shell between DVC
         # and the stage, as in CI and under cron where SHELL is unset.
-        env = {**os.environ, **(env or {}), "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-               "PYTHONUNBUFFERED": "1", "SHELL": "/bin/sh"}
+        env = venv_env(keep_pythonpath=True, **{**(env or {}), "PYTHONUNBUFFERED": "1", "SHELL": "/bin/sh"})
         self.process = subprocess.Popen(
             [str(VENV_BIN / "dvc"), "repro"], cwd=project, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
@@ -373,7 +402,7 @@ def start_workers(project: Path, jobs: int, env: dict[str, str]) -> None:
     subprocess.run(
         [str(VENV_BIN / "dvc"), "queue", "start", "-j", str(jobs)], cwd=project, check=True,
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, **env, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}, timeout=60,
+        env=venv_env(keep_pythonpath=True, **env), timeout=60,
     )
 
 

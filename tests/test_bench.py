@@ -12,9 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
-
-ALL_STAGES = {"download", "prepare", "split", "sgd_cv", "train", "evaluate", "summary"}
+from conftest import REPO, STAGES
 
 
 @pytest.mark.bench
@@ -44,7 +42,7 @@ def test_the_benchmark_runner_on_a_small_sample(tmp_path, dataset):
 
     figures = json.loads(raw.read_text())
     (cold,), (exp,) = figures["cold"], figures["exp"]
-    assert {s["stage"] for s in cold["stages"]} == ALL_STAGES
+    assert {s["stage"] for s in cold["stages"]} == set(STAGES)
     assert [s["stage"] for s in exp["stages"]] == ["train", "evaluate", "summary"]
     assert [n["stages"] for n in figures["noop"]] == [[], []]
     assert all(s["maxrss"] > 0 and s["wall"] > 0 for s in cold["stages"])

@@ -10,7 +10,6 @@ import yaml
 from stages import params
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULTS = yaml.safe_load((REPO / "params.yaml").read_text())
 
 
 def write_params(tmp_path: Path, **changes) -> Path:

@@ -7,9 +7,7 @@ directories in the workspace (.dvc/tmp/stage-home, see stages/isolation.py), so 
 two runs interfering (sharing threads, files or seeds) would show as histories that disagree.
 """
 
-import re
-
-from conftest import APPLIED_EPOCHS, EXPERIMENT_EPOCHS
+from conftest import APPLIED_EPOCHS, EXPERIMENT_EPOCHS, ran_stages
 
 
 def test_queued_experiments_run_in_parallel_without_interfering(queued_experiments):
@@ -32,7 +30,7 @@ def test_queued_experiments_run_in_parallel_without_interfering(queued_experimen
         assert history == longest[:epochs] and history[:len(base)] == base[:epochs]
     # Only what depends on `epochs` ran (the data came from the cache, SGD was not redone).
     log = runs[APPLIED_EPOCHS]["log"]
-    assert set(re.findall(r"Running stage '(\w+)'", log)) == {"train", "evaluate", "summary"}, log
+    assert set(ran_stages(log)) == {"train", "evaluate", "summary"}, log
     sgd = {run["metrics"]["metrics/summary.json"]["sgd_cv_accuracy"] for run in runs.values()}
     assert len(sgd) == 1  # the same SGD result
     losses = {run["metrics"]["metrics/summary.json"]["keras_val_loss"] for run in runs.values()}

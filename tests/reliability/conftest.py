@@ -1,5 +1,5 @@
 """Fixtures of the reliability suite: faulty loopback HTTP(S) servers and their certificates,
-stage runs, snapshots of a tree.
+snapshots of a tree, a second pipeline run from scratch.
 
 Every test in this folder gets the `reliability` marker: `pytest -m reliability` or
 `pytest tests/reliability` runs the suite alone; `python tests/reliability/count_cases.py`
@@ -13,7 +13,6 @@ import os
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,16 +21,11 @@ from pathlib import Path
 
 import pytest
 import trustme
+from conftest import PIPELINE_PARAMS, Repro, dvc, make_project, wait_for
+
+from scripts.storage import free_port
 
 HERE = Path(__file__).resolve().parent
-PYTHON = sys.executable
-VENV_BIN = Path(PYTHON).parent
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "reliability: a fault-injection case of tests/reliability (runs alone with -m)"
-    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -50,9 +44,6 @@ class FaultServer:
     url: str
     requests: list[str] = field(default_factory=list)
     connections: list[tuple] = field(default_factory=list)  # every TCP connection, TLS or not
-
-    def count(self, name: str | None = None) -> int:
-        return sum(1 for r in self.requests if name is None or r == name)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -221,26 +212,10 @@ def https_mirrors(dataset: Path, server_certificates: dict[str, ssl.SSLContext]
 
 def closed_port_url() -> str:
     """An http URL on 127.0.0.1 where nothing listens (connection refused)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
+    return f"http://127.0.0.1:{free_port()}/"
 
 
-# ---------------------------------------------------------------- running stages
-
-
-def stage(project: Path, name: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run `python -m stages.<name>` in `project`, as DVC runs it."""
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("PYTHONPATH", None)
-    return subprocess.run(
-        [PYTHON, "-m", f"stages.{name}"], cwd=project, env=env,
-        capture_output=True, text=True, timeout=timeout,
-    )
+# ---------------------------------------------------------------- snapshots
 
 
 def snapshot(root: Path, ignore: tuple[str, ...] = (".git", "__pycache__")) -> dict[str, tuple]:
@@ -260,9 +235,6 @@ def snapshot(root: Path, ignore: tuple[str, ...] = (".git", "__pycache__")) -> d
 
 # ---------------------------------------------------------------- whole-pipeline runs
 
-# The second run from scratch is the reference's twin: the same params, so the same bytes.
-from conftest import PIPELINE_PARAMS, Repro, temporaries, wait_for  # noqa: E402, F401 (also for other modules)
-
 SUMMARY = "metrics/summary.json"
 
 
@@ -281,7 +253,7 @@ class Attempt:
 @dataclass
 class ConcurrentRun:
     project: Path
-    first: "Repro"
+    first: Repro
     first_code: int
     attempts: dict[str, Attempt]  # by the stage the first run was in
 
@@ -289,11 +261,10 @@ class ConcurrentRun:
 CONCURRENT_DURING = ("sgd_cv", "train")
 
 
+# The second run from scratch is the reference's twin: the same params, so the same bytes.
 @pytest.fixture(scope="session")
 def concurrent_run(tmp_path_factory, dataset) -> ConcurrentRun:
     """A second run from scratch; while it runs sgd_cv, then train, `dvc repro` is tried again."""
-    from conftest import dvc, make_project
-
     project = make_project(tmp_path_factory.mktemp("concurrent") / "project", **PIPELINE_PARAMS,
                            **{"download.sources": [str(dataset)]})
     first = Repro(project)

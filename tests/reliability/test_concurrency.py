@@ -7,9 +7,9 @@ with its read/write lock instead (.dvc/tmp/rwlock): the second run is refused ei
 import json
 
 import pytest
-from conftest import dvc
+from conftest import dvc, temporaries
 
-from .conftest import CONCURRENT_DURING, summary_bytes, temporaries
+from .conftest import CONCURRENT_DURING, summary_bytes
 
 FAULT_CLASS = "concurrency: a second `dvc repro`"
 USER_SEES = (

@@ -22,13 +22,12 @@ import threading
 import time
 
 import pytest
-from conftest import make_project
+from conftest import make_project, run, temporaries, wait_for
 
-from stages.cli import run
 from stages.dataset import FILES
 from stages.download import MAX_REDIRECTS, download
 
-from .conftest import closed_port_url, serve_files, stage, temporaries, wait_for
+from .conftest import closed_port_url, serve_files
 
 FAULT_CLASS = "download: a faulty source"
 USER_SEES = (
@@ -221,7 +220,7 @@ def test_a_faulty_source_falls_through_to_the_next(case, tmp_path, dataset, faul
     assert used == str(dataset)
     assert verified(out)
     assert sorted(os.listdir(tmp_path / "data")) == ["raw"]  # no partial file, no temporary
-    assert mirror.count(f"{FIRST}.gz") == attempts == len(mirror.requests)
+    assert mirror.requests.count(f"{FIRST}.gz") == attempts == len(mirror.requests)
     assert elapsed < TIME_LIMIT, f"{case} took {elapsed:.1f} s"
     lines = reported(capsys)
     assert len(lines) == 1 and lines[0].startswith(f"source {mirror.url}"), lines
@@ -423,7 +422,8 @@ def test_when_every_source_fails_the_stage_names_each_one(tmp_path, dataset, fau
     project = make_project(tmp_path / "project", **{
         "download.sources": list(mirrors.values()), "download.retries": 1, "download.timeout": 5,
     })
-    result = stage(project, "download")  # REQUESTS_CA_BUNDLE passes on, as from a user's shell
+    # As DVC runs the stage; REQUESTS_CA_BUNDLE passes on, as from a user's shell.
+    result = run(project, "python", "-m", "stages.download", timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: no source could provide Fashion-MNIST. Tried: ")
@@ -450,21 +450,9 @@ def streaming(root):
     return any(path.stat().st_size for path in root.rglob(".*-tmp-*/*.gz"))
 
 
-def run_stage_here(main) -> int:
-    """stages.cli.run(main) in this process: its exit code. `main` must not succeed (run() would
-    end the process); run()'s SIGTERM handler is put back afterwards."""
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        with pytest.raises(SystemExit) as exited:
-            run(main)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    return exited.value.code
-
-
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_a_download_interrupted_midway_leaves_no_partial_file(sig, tmp_path, dataset, fault_server,
-                                                             capsys):
+                                                             entry_point):
     """Ctrl-C or `kill` while a file streams in: one line, exit 130, nothing under data/raw."""
     mirror = fault_server(stalled(dataset))
     out = tmp_path / "data" / "raw"
@@ -478,8 +466,9 @@ def test_a_download_interrupted_midway_leaves_no_partial_file(sig, tmp_path, dat
         raise AssertionError("the download was not interrupted")
 
     threading.Thread(target=interrupt, daemon=True).start()
-    assert run_stage_here(main) == 130
-    assert capsys.readouterr().err.strip().splitlines()[-1] == "interrupted: nothing was written"
+    code, lines = entry_point(main, tmp_path)
+    assert code == 130
+    assert lines[-1] == "interrupted: nothing was written"
     assert not out.exists() and temporaries(tmp_path) == []
 
 

@@ -9,13 +9,12 @@ half-written stands under an output's final name.
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 
 import yaml
-from conftest import REPO, dvc, temporaries, wait_for
+from conftest import REPO, dvc, ran_stages, temporaries, wait_for
 
 from .conftest import summary_bytes
 
@@ -25,10 +24,6 @@ USER_SEES = (
     "written; DVC killed during a stage: `dvc status` lists the stage as changed and the next "
     "`dvc repro` completes with the same outputs and metrics as an uninterrupted run"
 )
-
-
-def ran_stages(output: str) -> list[str]:
-    return re.findall(r"Running stage '(\w+)'", output)
 
 
 def test_after_dvc_is_killed_during_train_the_next_repro_completes(interrupted_run, concurrent_run):

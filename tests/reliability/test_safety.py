@@ -114,11 +114,18 @@ UNSAFE_CALLS = {
 
 
 def calls(tree):
+    """(owner, name, node) of every call: `pickle.load(...)` is ("pickle", "load"), a bare
+    `eval(...)` is ("", "eval"). A bare call of a function the module defines is left out: its
+    body's calls are checked where it is defined."""
+    defined = {node.name for node in ast.walk(tree)
+               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             owner = node.func.value
             name = owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", "")
             yield name, node.func.attr, node
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id not in defined:
+            yield "", node.func.id, node
 
 
 def test_no_stage_unpickles_or_loads_unsafely():

@@ -1,14 +1,15 @@
 """Faults of the shared S3 store and of a full disk: a clear error, nothing lost, the next run completes."""
 
-import os
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import git
-from team.helpers import VENV_BIN, clone, digests, new_project, ok, run, start_store
+from conftest import VENV_BIN, git, ok, run, venv_env
+from team.helpers import clone, digests, new_project, start_store
+
+from .conftest import closed_port_url
 
 FAULT_CLASS = "store: the shared S3 remote fails, or the disk fills"
 USER_SEES = ("DVC's `ERROR: failed to push data to the cloud` / `failed to pull data from the cloud` "
@@ -58,7 +59,7 @@ def test_missing_bucket_is_named(shared):
     ok(run(project, "dvc", "remote", "add", "--local", "nobucket", "s3://no-such-bucket/cache"))
     try:
         failed(run(project, "dvc", "push", "-r", "nobucket", env=store.env()),
-               "NoSuchBucket", "does not exist", "no-such-bucket")
+               "NoSuchBucket", "does not exist")
     finally:
         ok(run(project, "dvc", "remote", "remove", "--local", "nobucket"))
     unchanged(project, before)
@@ -66,10 +67,8 @@ def test_missing_bucket_is_named(shared):
 
 def test_store_not_running_fails_within_seconds(shared):
     store, project, _ = shared
-    from scripts.storage import free_port
-
     before = digests(project, ("data", "dvc.lock"))
-    env = {**store.env(), "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{free_port()}"}
+    env = {**store.env(), "AWS_ENDPOINT_URL_S3": closed_port_url().rstrip("/")}
     start = time.monotonic()
     failed(run(project, "dvc", "push", env=env, timeout=120), "connect", "Connection refused")
     assert time.monotonic() - start < 30
@@ -87,8 +86,7 @@ def test_store_stopped_during_a_push_then_the_push_completes(shared, tmp_path):
     # interrupted transfer leaves behind.
     push = subprocess.Popen(
         [str(VENV_BIN / "dvc"), "push"], cwd=project,
-        env={**os.environ, **store.env(), "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-             "AWS_MAX_ATTEMPTS": "1"},
+        env=venv_env(keep_pythonpath=True, **{**store.env(), "AWS_MAX_ATTEMPTS": "1"}),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     deadline = time.monotonic() + 60
@@ -128,7 +126,7 @@ def test_full_disk_while_pulling(shared, small_disk):
     store, project, origin = shared
     ok(run(project, "dvc", "push", env=store.env()))
     b = clone(origin, small_disk / "b")
-    failed(run(b, "dvc", "pull", "download", env=store.env()), "No space left", "ENOSPC", "failed to")
+    failed(run(b, "dvc", "pull", "download", env=store.env()), "No space left", "ENOSPC")
     assert git(b, "status", "--porcelain") == ""  # dvc.lock untouched
     grow(small_disk)
     ok(run(b, "dvc", "pull", "download", env=store.env()))
@@ -139,7 +137,7 @@ def test_full_disk_while_a_stage_writes(shared, small_disk):
     _, project, origin = shared
     b = clone(origin, small_disk / "b")
     lock = (b / "dvc.lock").read_bytes()
-    failed(run(b, "dvc", "repro", "-f", "download"), "No space left", "ENOSPC", "failed to reproduce")
+    failed(run(b, "dvc", "repro", "-f", "download"), "No space left", "ENOSPC")
     assert (b / "dvc.lock").read_bytes() == lock  # nothing half-written recorded
     grow(small_disk)
     ok(run(b, "dvc", "repro", "download"))

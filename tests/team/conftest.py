@@ -14,11 +14,9 @@ from .helpers import REPO, digests, new_project, ok, run, start_store
 
 @dataclass
 class Team:
-    store: Store
-    env: dict[str, str]
+    env: dict[str, str]  # the store's variables
     origin: Path  # the bare Git repository every clone pushes to
-    a: Path  # the clone that ran the pipeline and shared it
-    a_outputs: dict[str, str]
+    a_outputs: dict[str, str]  # digests of the outputs of clone A, which ran the pipeline and shared it
 
 
 @pytest.fixture(scope="session")
@@ -40,4 +38,4 @@ def team(tmp_path_factory, store, dataset) -> Team:
     # What store-push.yml runs on main (dvc push --run-cache): outputs and each stage's run record.
     ok(run(a, str(REPO / "scripts/ci_cache.sh"), "push", env=env))
     git(a, "push", "-q", "origin", "main")
-    return Team(store, env, base / "origin.git", a, digests(a))
+    return Team(env, base / "origin.git", digests(a))
