@@ -1,5 +1,6 @@
 """Entry-point wrapper: a user error becomes one line on stderr and exit 1, an interruption exit 130."""
 
+import errno
 import signal
 import sys
 from collections.abc import Callable
@@ -19,6 +20,13 @@ def run(main: Callable[[], None]) -> None:
         main()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # The disk, not the input: what was being written is removed (atomic writes).
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"error: {error.strerror}{where}; free some space, then run again", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)

@@ -140,7 +140,7 @@ def decompress_and_verify(gz_path: Path, out_path: Path, payload: Payload) -> No
                     )
                 digest.update(chunk)
                 dst.write(chunk)
-    except (OSError, EOFError, zlib.error) as error:
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:  # not a full disk: that is no source's fault
         raise SourceFailed(f"{gz_path.name} is not a valid gzip file ({error})") from None
     if size != payload.size or digest.hexdigest() != payload.sha256:
         raise SourceFailed(

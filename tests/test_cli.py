@@ -1,5 +1,7 @@
 """How a stage's entry point ends: stages.cli.run wraps every stage's `main`."""
 
+import errno
+import os
 import signal
 
 import pytest
@@ -55,3 +57,20 @@ def test_any_other_error_is_not_hidden():
 
     with pytest.raises(ZeroDivisionError):
         run(main)
+
+
+def test_a_full_disk_is_one_line_and_exit_1(capsys):
+    def main():
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "data/.raw-tmp-x/train-images-idx3-ubyte")
+
+    with pytest.raises(SystemExit) as exited:
+        run(main)
+    assert exited.value.code == 1
+    assert capsys.readouterr().err == ("error: No space left on device (data/.raw-tmp-x/train-images-idx3-ubyte);"
+                                       " free some space, then run again\n")
+
+    def denied():
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), "data/raw")
+
+    with pytest.raises(PermissionError):  # other OS errors are not taken for a full disk
+        run(denied)
