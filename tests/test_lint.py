@@ -48,6 +48,7 @@ def violations(source: str, path: str = "stages/example.py") -> list[str]:
     ("import numpy as np\n\nprint(np._core.multiarray)\n", "SLF001 line 3"),
     ("from sklearn.linear_model import _stochastic_gradient\n\nprint(_stochastic_gradient)\n",
      "PLC2701 line 1"),
+    ("from sklearn.linear_model._base import LinearModel\n\nprint(LinearModel)\n", "PLC2701 line 1"),
     ("import pickle\n\npickle.loads(b'')\n", "S301 line 3"),
     ("import yaml\n\nyaml.load('a: 1', Loader=yaml.Loader)\n", "S506 line 3"),
     ("eval('1 + 1')\n", "S307 line 1"),
