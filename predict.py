@@ -66,8 +66,8 @@ def read_batch(path: Path) -> np.ndarray:
     else:
         data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
         array = parse_idx(data, IMAGES_MAGIC, str(path))
-    if array.ndim not in (2, 3) or array.shape[1:] not in ((SIDE * SIDE,), (SIDE, SIDE)):
-        raise UserError(f"{path}: an array of shape {array.shape}; expected n x 784 or n x 28 x 28")
+    if array.ndim not in (2, 3) or array.shape[1:] not in ((SIDE * SIDE,), (SIDE, SIDE)) or not len(array):
+        raise UserError(f"{path}: an array of shape {array.shape}; expected n x 784 or n x 28 x 28, n > 0")
     if array.dtype == np.uint8:
         return scale(array)
     if not np.issubdtype(array.dtype, np.floating) or not (np.all(array >= 0) and np.all(array <= 1)):
