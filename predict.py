@@ -7,7 +7,7 @@ are: 784 floats in [0, 1], a light garment on black.
     black. A photo of a dark garment on a light background (its border brighter than its centre)
     is inverted first, and the output says so.
   - .npy batches: n x 784 or n x 28 x 28, uint8 0-255 or float in [0, 1]; IDX image files (the
-    dataset's format), raw or .gz. Batches are taken as they are, like the pipeline's own data.
+    dataset's format), raw or gzip. Batches are taken as they are, like the pipeline's own data.
 """
 
 import argparse
@@ -26,6 +26,8 @@ from stages.errors import UserError
 from stages.idx import IMAGES_MAGIC, parse_idx
 
 SIDE = 28  # the model's inputs: SIDE x SIDE pixels, flattened
+GZIP_MAGIC = b"\x1f\x8b"
+IDX_UBYTE = b"\x00\x00\x08"  # an IDX file starts with two zero bytes, then 8: unsigned bytes
 
 
 def scale(pixels: np.ndarray) -> np.ndarray:
@@ -56,15 +58,15 @@ def read_image(path: Path) -> tuple[np.ndarray, bool]:
     return scale(np.asarray(fitted)[np.newaxis]), inverted
 
 
-def read_batch(path: Path) -> np.ndarray:
-    """A .npy array or an IDX images file (raw or .gz) → n x 784 float32 rows in [0, 1]."""
-    if path.suffix == ".npy":
+def read_batch(path: Path, head: bytes) -> np.ndarray:
+    """A .npy array or an IDX images file (raw or gzip) → n x 784 float32 rows in [0, 1]."""
+    if head.startswith(np.lib.format.MAGIC_PREFIX):
         try:
             array = np.load(path, allow_pickle=False)
         except ValueError as error:
             raise UserError(f"{path}: not a readable .npy array ({error})") from None
     else:
-        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        data = gzip.decompress(path.read_bytes()) if head.startswith(GZIP_MAGIC) else path.read_bytes()
         array = parse_idx(data, IMAGES_MAGIC, str(path))
     if array.ndim not in (2, 3) or array.shape[1:] not in ((SIDE * SIDE,), (SIDE, SIDE)) or not len(array):
         raise UserError(f"{path}: an array of shape {array.shape}; expected n x 784 or n x 28 x 28, n > 0")
@@ -80,8 +82,10 @@ def read_inputs(path: Path) -> tuple[list[str], np.ndarray, bool]:
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:
-        if path.suffix == ".npy" or path.name.endswith(("-ubyte", "-ubyte.gz", ".idx", ".idx.gz")):
-            rows = read_batch(path)
+        with open(path, "rb") as file:
+            head = file.read(len(np.lib.format.MAGIC_PREFIX))
+        if head.startswith((np.lib.format.MAGIC_PREFIX, GZIP_MAGIC, IDX_UBYTE)):  # by content, not name
+            rows = read_batch(path, head)
             return [f"{path}[{i}]" for i in range(len(rows))], rows, False
         rows, inverted = read_image(path)
     except (OSError, EOFError) as error:  # unreadable, or a truncated image or gzip file

@@ -140,8 +140,8 @@ def test_a_dark_on_light_photo_of_any_size_is_inverted_and_says_so(trained, tmp_
 def test_npy_and_idx_batches(trained, tmp_path, capsys):
     model, images, probabilities = trained
     batch = images[:5]
-    files = {"uint8.npy": None, "float.npy": None, "batch-ubyte": idx_bytes(batch),
-             "batch-ubyte.gz": gzip.compress(idx_bytes(batch))}
+    # Told apart by their content: the names say nothing.
+    files = {"uint8.npy": None, "float.npy": None, "batch": idx_bytes(batch), "batch.bin": gzip.compress(idx_bytes(batch))}
     np.save(tmp_path / "uint8.npy", batch)  # n x 28 x 28, 0-255
     np.save(tmp_path / "float.npy", predict.scale(batch))  # n x 784 in [0, 1]
     for name, data in files.items():
