@@ -1,13 +1,9 @@
 """Classify images with a trained model: `python -m predict --model data/model.keras IMAGE...`.
 
-Not a pipeline stage: it reads a model (the pipeline's, or one from `dvc artifacts get`, see
-docs/registry.md) and changes no output. Inputs are fed to the model as the pipeline's test rows
-are: 784 floats in [0, 1], a light garment on black.
-  - PNG, JPEG or any image Pillow reads, of any size: grayscale, fitted into 28x28 and padded with
-    black. A photo of a dark garment on a light background (its border brighter than its centre)
-    is inverted first, and the output says so.
-  - .npy batches: n x 784 or n x 28 x 28, uint8 0-255 or float in [0, 1]; IDX image files (the
-    dataset's format), raw or gzip. Batches are taken as they are, like the pipeline's own data.
+Not a pipeline stage: it reads a model and changes no output (docs/registry.md). Inputs become
+what the pipeline feeds the model, 784 floats in [0, 1], a light garment on black: an image of any
+size is fitted into 28x28 grayscale (inverted first if it is dark on light, and the output says
+so); .npy and IDX batches are taken as they are.
 """
 
 import argparse
