@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
-from stages.errors import UserError
+from stages.cli import UserError
 
 PARAMS_FILE = "params.yaml"
 

@@ -3,9 +3,8 @@
 The three accuracies the study compares come first: `dvc exp show` orders its columns so.
 """
 
-from stages.artifacts import EVALUATE_REPORT, SGD_CV_REPORT, SUMMARY_METRICS, TRAIN_REPORT
 from stages.cli import run
-from stages.files import read_json, write_json
+from stages.data import EVALUATE_REPORT, SGD_CV_REPORT, SUMMARY_METRICS, TRAIN_REPORT, read_json, write_metrics
 
 
 def summarize(sgd_cv: dict, training: dict, evaluation: dict) -> dict[str, float]:
@@ -25,7 +24,7 @@ def main() -> None:
     summary = summarize(read_json(SGD_CV_REPORT), read_json(TRAIN_REPORT), read_json(EVALUATE_REPORT))
     for key, value in summary.items():
         print(f"{key:>20}: {value:.4f}")
-    write_json(SUMMARY_METRICS, summary)
+    write_metrics(SUMMARY_METRICS, summary)
 
 
 if __name__ == "__main__":

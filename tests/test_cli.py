@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from stages.cli import run
-from stages.errors import UserError
+from stages.cli import UserError
 
 
 @pytest.fixture(autouse=True)

@@ -1,15 +1,15 @@
-"""stages/model_file.py: the same training gives the same .keras bytes, a file Keras loads safely."""
+"""stages/keras_model.py: the same training gives the same .keras bytes, a file Keras loads safely."""
 
 import zipfile
 
 import numpy as np
 from conftest import model_params
 
-from stages.model_file import save_model
+from stages.keras_model import save_model
 
 
 def test_two_models_trained_alike_save_to_identical_bytes_that_load_safely(small, tmp_path):
-    from stages.keras_setup import import_keras
+    from stages.keras_model import import_keras
     from stages.train import train
 
     x, y = small

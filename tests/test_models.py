@@ -22,7 +22,7 @@ def test_sgd_cross_validation_reports_each_fold(small, capsys):
 
 
 def test_default_network_is_one_softmax_layer():
-    from stages.keras_setup import import_keras
+    from stages.keras_model import import_keras
     from stages.train import build_model
 
     keras = import_keras(42)
@@ -36,7 +36,7 @@ def test_default_network_is_one_softmax_layer():
 
 
 def test_hidden_layers_dropout_and_optimizer():
-    from stages.keras_setup import import_keras
+    from stages.keras_model import import_keras
     from stages.train import build_model
 
     keras = import_keras(42)
