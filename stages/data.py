@@ -57,27 +57,19 @@ OUTPUTS: dict[str, tuple[Path, ...]] = {
 # Keras reads and, on first import, writes ~/.keras/keras.json (which can change the backend or the
 # float type); Matplotlib (which Keras imports) reads ~/.config/matplotlib and caches fonts in
 # ~/.cache. Experiments run in parallel by `dvc queue start -j N` would share those files, so both
-# homes point into the workspace (git-ignored; each queued experiment runs in its own copy), and
-# the variables read at import that would change a result are set or cleared.
+# homes point into the workspace (git-ignored; each queued experiment runs in its own copy).
 STAGE_HOME = Path(".dvc/tmp/stage-home")
-ENVIRONMENT = {
-    "KERAS_BACKEND": "tensorflow",  # the stages use TensorFlow directly
-    "KERAS_MAX_EPOCHS": None,  # caps `epochs` silently
-    "KERAS_MAX_STEPS_PER_EPOCH": None,
-    "MATPLOTLIBRC": None,
-}
+# Read at import, each would make a result depend on something outside params.yaml.
+UNSET = ("KERAS_MAX_EPOCHS", "KERAS_MAX_STEPS_PER_EPOCH", "MATPLOTLIBRC")
 
 
 def isolate() -> None:
     """Point Keras and Matplotlib at STAGE_HOME and fix the variables they read at import."""
     home = STAGE_HOME.resolve()
-    os.environ["KERAS_HOME"] = str(home / "keras")
-    os.environ["MPLCONFIGDIR"] = str(home / "matplotlib")
-    for name, value in ENVIRONMENT.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    os.environ.update(KERAS_HOME=str(home / "keras"), MPLCONFIGDIR=str(home / "matplotlib"),
+                      KERAS_BACKEND="tensorflow")  # the stages use TensorFlow directly
+    for name in UNSET:
+        os.environ.pop(name, None)
 
 
 # metrics/*.json at the precision that means something, far above float noise (the last bits,
