@@ -20,10 +20,14 @@ class Payload(NamedTuple):
 
 
 FILES: dict[str, Payload] = {
-    "train-images-idx3-ubyte": Payload("c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888", 47_040_016),
-    "train-labels-idx1-ubyte": Payload("bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9", 60_008),
-    "t10k-images-idx3-ubyte": Payload("5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b", 7_840_016),
-    "t10k-labels-idx1-ubyte": Payload("0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34", 10_008),
+    "train-images-idx3-ubyte":
+        Payload("c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888", 47_040_016),
+    "train-labels-idx1-ubyte":
+        Payload("bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9", 60_008),
+    "t10k-images-idx3-ubyte":
+        Payload("5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b", 7_840_016),
+    "t10k-labels-idx1-ubyte":
+        Payload("0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34", 10_008),
 }
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -96,7 +100,8 @@ def rounded(report: Any, key: str = "") -> Any:
 def cannot_read(path: str | os.PathLike, problem: str) -> UserError:
     """The error for a stage's input that is missing or unreadable, with the command that makes it."""
     path = Path(path)
-    maker = next((stage for stage, outs in OUTPUTS.items() for out in outs if out in (path, *path.parents)), None)
+    maker = next((stage for stage, outs in OUTPUTS.items() for out in outs if out in (path, *path.parents)),
+                 None)
     how = (f"; `dvc repro {maker}` makes it (or `dvc pull` fetches it, if the team store is set up)"
            if maker else "")
     return UserError(f"cannot read {path}: {problem}{how}")
@@ -153,7 +158,7 @@ def write_csv(path: str | os.PathLike, columns: dict[str, Sequence[Any]]) -> Non
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as file:
         writer = csv.writer(file, lineterminator="\n")
         writer.writerow(columns)
-        writer.writerows(zip(*columns.values()))
+        writer.writerows(zip(*columns.values(), strict=True))
 
 
 def load_npy(path: str | os.PathLike) -> np.ndarray:
@@ -190,7 +195,8 @@ def parse_idx(data: bytes, magic: int, name: str = "IDX data") -> np.ndarray:
     if len(data) >= 4 and (found := int.from_bytes(data[:4], "big")) != magic:
         raise UserError(f"{name}: magic number {found}, expected {magic}")
     if len(data) < header_size:
-        raise UserError(f"{name}: {len(data)} bytes is too short for an IDX header (expected at least {header_size})")
+        raise UserError(f"{name}: {len(data)} bytes is too short for an IDX header "
+                        f"(expected at least {header_size})")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = header_size + int(np.prod(shape))
     if len(data) != expected:

@@ -4,8 +4,16 @@ import numpy as np
 
 from stages.cli import run
 from stages.data import (
-    CLASS_NAMES, CONFUSION_PLOT, EVALUATE_REPORT, MISCLASSIFIED_PLOT, PER_CLASS_PLOT, load_prepared, load_split,
-    rounded, write_csv, write_json,
+    CLASS_NAMES,
+    CONFUSION_PLOT,
+    EVALUATE_REPORT,
+    MISCLASSIFIED_PLOT,
+    PER_CLASS_PLOT,
+    load_prepared,
+    load_split,
+    rounded,
+    write_csv,
+    write_json,
 )
 from stages.images import save_image_grid
 from stages.keras_model import import_keras, load_model

@@ -22,7 +22,7 @@ def save_image_grid(path: str | os.PathLike, images: np.ndarray, titles: list[st
         fig, axes = plt.subplots(rows, columns, figsize=(1.8 * columns, 2.0 * rows), squeeze=False)
         for ax in axes.flat:
             ax.axis("off")
-        for ax, image, title in zip(axes.flat, images, titles):
+        for ax, image, title in zip(axes.flat, images, titles, strict=False):  # spare axes stay blank
             ax.imshow(np.asarray(image).reshape(28, 28), cmap="gray_r", vmin=0, vmax=np.max(image))
             ax.set_title(title, fontsize=8)
         fig.tight_layout()

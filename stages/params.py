@@ -22,7 +22,8 @@ class Section(BaseModel):
 
 
 def _check_source(value: Any) -> Any:
-    if isinstance(value, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value) and not re.match(r"^https?://", value):
+    has_scheme = isinstance(value, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value)
+    if has_scheme and not re.match(r"^https?://", value):
         raise ValueError("a source must be an http(s) URL or a local directory path")
     return value
 
@@ -106,10 +107,12 @@ def load(*keys: str, path: str | os.PathLike = PARAMS_FILE) -> Any:
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        raise UserError(f"{path}: YAML syntax error{at}: {getattr(error, 'problem', None) or 'invalid YAML'}") from None
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise UserError(f"{path}: YAML syntax error{at}: {problem}") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping of keys to values, got {type(raw).__name__}")
-    model = create_model("Params", __base__=Section, **{key: (SCHEMA[key].annotation, SCHEMA[key]) for key in keys})
+    fields = {key: (SCHEMA[key].annotation, SCHEMA[key]) for key in keys}
+    model = create_model("Params", __base__=Section, **fields)
     try:
         return model.model_validate({key: raw[key] for key in keys if key in raw})
     except ValidationError as error:
@@ -133,8 +136,11 @@ def describe(problem: dict, raw: dict[str, Any], path: str | os.PathLike) -> str
         return f"{path}: {key} is missing{allowed}"
     if problem["type"] == "extra_forbidden":
         return f"{path}: unknown key {key}"
-    return f"{path}: {key} = {value!r} is not allowed: {problem['msg'].removeprefix('Value error, ')}{allowed}"
+    why = problem["msg"].removeprefix("Value error, ")
+    return f"{path}: {key} = {value!r} is not allowed: {why}{allowed}"
 
 
 def _has(container: dict | list, part: Any) -> bool:
-    return part in container if isinstance(container, dict) else isinstance(part, int) and part < len(container)
+    if isinstance(container, dict):
+        return part in container
+    return isinstance(part, int) and part < len(container)

@@ -8,7 +8,13 @@ import numpy as np
 from stages import params
 from stages.cli import run
 from stages.data import (
-    CLASS_NAMES, DATA_REPORT, FIRST_IMAGES_PLOT, PREPARED_DIR, RAW_DIR, atomic_path, read_images_and_labels,
+    CLASS_NAMES,
+    DATA_REPORT,
+    FIRST_IMAGES_PLOT,
+    PREPARED_DIR,
+    RAW_DIR,
+    atomic_path,
+    read_images_and_labels,
     write_json,
 )
 from stages.images import save_image_grid
@@ -28,7 +34,7 @@ def describe(labels: np.ndarray, images: np.ndarray) -> dict:
         "samples": int(images.shape[0]),
         "height": int(images.shape[1]),
         "width": int(images.shape[2]),
-        "class_counts": {name: int(n) for name, n in zip(CLASS_NAMES, counts)},
+        "class_counts": {name: int(n) for name, n in zip(CLASS_NAMES, counts, strict=True)},
     }
 
 
