@@ -109,12 +109,9 @@ def cannot_read(path: str | os.PathLike, problem: str) -> UserError:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling of `path` to write; put it in place of `path` if the block succeeds.
-
-    An output thus appears whole under its final name or not at all (in a stage, together with the
-    stage's other outputs: stages.cli.run); on an error the temporary is removed. It keeps `path`'s
-    suffix, since Keras checks for `.keras`.
-    """
+    """Yield a temporary sibling of `path` to write (with its suffix: Keras checks for `.keras`); put it
+    in place of `path` if the block succeeds (in a stage, with the others at its end: stages.cli.run),
+    remove it if not. An output thus appears whole under its final name or not at all."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{path.stem}-tmp-"
@@ -133,15 +130,10 @@ def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Pa
         raise
 
 
-def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
-    """Write `data` as indented JSON, atomically; the same data always gives the same bytes."""
+def write_json(path: str | os.PathLike, report: dict[str, Any]) -> None:
+    """Write a report to metrics/ as indented JSON, atomically, each figure `rounded`."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-
-
-def write_metrics(path: str | os.PathLike, report: dict[str, Any]) -> None:
-    """Write a report to metrics/, each figure rounded (see `rounded`)."""
-    write_json(path, rounded(report))
+        tmp.write_text(json.dumps(rounded(report), indent=2) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:

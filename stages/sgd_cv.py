@@ -10,7 +10,7 @@ from sklearn.model_selection import cross_validate
 
 from stages import params
 from stages.cli import run
-from stages.data import SGD_CV_REPORT, load_prepared, write_metrics
+from stages.data import SGD_CV_REPORT, load_prepared, write_json
 
 PARAMS = ("seed", "sgd")
 
@@ -45,7 +45,7 @@ def main() -> None:
     accuracy = cross_validate_sgd(x, y, p.sgd.loss, p.sgd.max_iter, p.sgd.folds, p.seed)
     print(f"SGD {p.sgd.loss}, {p.sgd.folds}-fold CV on {len(y)} samples: "
           f"accuracy {accuracy['mean']:.4f} ± {accuracy['std']:.4f}")
-    write_metrics(SGD_CV_REPORT, {"accuracy": accuracy})
+    write_json(SGD_CV_REPORT, {"accuracy": accuracy})
 
 
 if __name__ == "__main__":

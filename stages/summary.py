@@ -10,7 +10,7 @@ from stages.data import (
     SUMMARY_METRICS,
     TRAIN_REPORT,
     read_json,
-    write_metrics,
+    write_json,
 )
 
 
@@ -31,7 +31,7 @@ def main() -> None:
     summary = summarize(read_json(SGD_CV_REPORT), read_json(TRAIN_REPORT), read_json(EVALUATE_REPORT))
     for key, value in summary.items():
         print(f"{key:>20}: {value:.4f}")
-    write_metrics(SUMMARY_METRICS, summary)
+    write_json(SUMMARY_METRICS, summary)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import numpy as np
 
 from stages import params
 from stages.cli import run
-from stages.data import MODEL, TRAIN_HISTORY_PLOT, TRAIN_REPORT, atomic_path, load_split, write_metrics
+from stages.data import MODEL, TRAIN_HISTORY_PLOT, TRAIN_REPORT, atomic_path, load_split, write_json
 from stages.keras_model import import_keras, save_model
 
 PARAMS = ("seed", "epochs", "batch_size", "model")
@@ -67,7 +67,7 @@ def main() -> None:
         )
     with atomic_path(MODEL) as tmp:
         save_model(net, tmp)
-    write_metrics(TRAIN_REPORT, {
+    write_json(TRAIN_REPORT, {
         "train": {"loss": history["loss"][-1], "accuracy": history["accuracy"][-1]},
         "val": {"loss": history["val_loss"][-1], "accuracy": history["val_accuracy"][-1]},
     })
