@@ -6,8 +6,7 @@ import signal
 
 import pytest
 
-from stages.cli import run
-from stages.cli import UserError
+from stages.cli import UserError, run
 
 
 @pytest.fixture(autouse=True)
@@ -66,8 +65,8 @@ def test_a_full_disk_is_one_line_and_exit_1(capsys):
     with pytest.raises(SystemExit) as exited:
         run(main)
     assert exited.value.code == 1
-    assert capsys.readouterr().err == ("error: No space left on device (data/.raw-tmp-x/train-images-idx3-ubyte);"
-                                       " free some space, then run again\n")
+    where = "data/.raw-tmp-x/train-images-idx3-ubyte"
+    assert capsys.readouterr().err == f"error: No space left on device ({where}); free some space, then run again\n"
 
     def denied():
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), "data/raw")

@@ -12,6 +12,7 @@ from conftest import error_line, make_project
 from stages.data import OUTPUTS
 
 PULL = "(or `dvc pull` fetches it, if the team store is set up)"
+MISSING = "No such file or directory"
 # stage: the input it reads first, the stage that makes it
 FIRST_INPUT = {
     "prepare": ("data/raw/train-images-idx3-ubyte", "download"),
@@ -43,7 +44,7 @@ def test_a_missing_input_names_the_command_that_makes_it(stage, fresh, entry_poi
     path, maker = FIRST_INPUT[stage]
     before = files(fresh)
     line = error_line(*entry_point(importlib.import_module(f"stages.{stage}").main, fresh))
-    assert line == f"error: cannot read {path}: No such file or directory; `dvc repro {maker}` makes it {PULL}"
+    assert line == f"error: cannot read {path}: {MISSING}; `dvc repro {maker}` makes it {PULL}"
     assert files(fresh) == before
 
 
@@ -72,4 +73,4 @@ def test_run_as_a_process_it_is_one_line_and_no_traceback(fresh):
                             timeout=120)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        f"error: cannot read data/prepared/x_train.npy: No such file or directory; `dvc repro prepare` makes it {PULL}"]
+        f"error: cannot read data/prepared/x_train.npy: {MISSING}; `dvc repro prepare` makes it {PULL}"]

@@ -65,7 +65,7 @@ def test_report_shows_the_params_metrics_and_plots_that_changed(two_commits, tmp
     assert old == new and change == 0
 
     changed = {(row[0], row[1]) for row in table(markdown, "All changed metrics")}
-    assert {("metrics/summary.json", "keras_val_loss"), ("metrics/summary.json", "keras_test_accuracy")} <= changed
+    assert {("metrics/summary.json", key) for key in ("keras_val_loss", "keras_test_accuracy")} <= changed
     assert not any(key.startswith("sgd") for _, key in changed)
 
     # Training changed; the data did not: the first images are the same, the rest differ.
@@ -148,8 +148,9 @@ def kernel_paths(tmp_path_factory, dataset) -> KernelPaths:
         stages = "; ".join(f"runpy.run_module('stages.{stage}', run_name='__main__')"
                            for stage in ("train", "evaluate", "summary"))
         env = {key: value for key, value in os.environ.items() if not key.startswith("TF_")}
-        result = subprocess.run([sys.executable, "-c", f"import runpy; {stages}"], cwd=project, capture_output=True,
-                                text=True, env={**env, "TF_ENABLE_ONEDNN_OPTS": onednn}, timeout=600)
+        result = subprocess.run([sys.executable, "-c", f"import runpy; {stages}"], cwd=project,
+                                env={**env, "TF_ENABLE_ONEDNN_OPTS": onednn}, capture_output=True, text=True,
+                                timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
         return {path: (project / path).read_bytes() for path in KERNEL_PATH_OUTPUTS}, result.stderr
 
@@ -171,12 +172,14 @@ def test_the_metrics_are_the_same_bytes_on_another_kernel_path(kernel_paths, rec
     differ = [path for path in ("data/model.keras", "plots/train_history.csv") if on[path] != off[path]]
     record_property("kernel_paths_differ_in", differ)
     if differ:
-        warnings.warn(f"oneDNN on and off give different bytes of {differ}; the metrics are the same", stacklevel=1)
+        warnings.warn(f"oneDNN on and off give different bytes of {differ}; the metrics are the same",
+                      stacklevel=1)
 
 
 def test_tensorflow_prints_no_error_looking_line(kernel_paths):
     """TF_CPP_MIN_LOG_LEVEL=3 (stages/keras_model.py) hides `E0000 ... node_def_util.cc ...`."""
-    assert not [line for line in kernel_paths.stderr.splitlines() if line.startswith("E0000")], kernel_paths.stderr
+    lines = kernel_paths.stderr.splitlines()
+    assert not [line for line in lines if line.startswith("E0000")], kernel_paths.stderr
 
 
 def test_report_says_no_metric_changed_on_float_noise(kernel_paths, tmp_path):

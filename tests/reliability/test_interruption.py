@@ -134,7 +134,8 @@ def stop_when(project: Path, stage: str, pattern: str, signum: int, **params) ->
         (project / "params.yaml").write_text(text)
     after = snapshot(project, ignore)
     after["params.yaml"] = before["params.yaml"]  # changed and restored by the test
-    assert after == before, f"{stage} was stopped, yet it changed {sorted(set(after.items()) ^ set(before.items()))}"
+    changed = sorted(set(after.items()) ^ set(before.items()))
+    assert after == before, f"{stage} was stopped, yet it changed {changed}"
     assert temporaries(project) == []
     return child.returncode, err
 
