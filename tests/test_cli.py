@@ -66,7 +66,8 @@ def test_a_full_disk_is_one_line_and_exit_1(capsys):
         run(main)
     assert exited.value.code == 1
     where = "data/.raw-tmp-x/train-images-idx3-ubyte"
-    assert capsys.readouterr().err == f"error: No space left on device ({where}); free some space, then run again\n"
+    expected = f"error: No space left on device ({where}); free some space, then run again\n"
+    assert capsys.readouterr().err == expected
 
     def denied():
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), "data/raw")
