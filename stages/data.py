@@ -197,15 +197,12 @@ def parse_idx(data: bytes, magic: int, name: str = "IDX data") -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
 
 
-def read_images_and_labels(
-    images_path: str | os.PathLike, labels_path: str | os.PathLike, size: tuple[int, int] = (28, 28)
-) -> tuple[np.ndarray, np.ndarray]:
-    """Read an images file and its labels file; check the image size and that the counts agree."""
+def read_images_and_labels(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read an images file and its labels file; check that images are 28x28 and the counts agree."""
     images, labels = (parse_idx(_read(path), magic, str(path))
                       for path, magic in ((images_path, IMAGES_MAGIC), (labels_path, LABELS_MAGIC)))
-    if images.shape[1:] != size:
-        raise UserError(f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, "
-                        f"expected {size[0]}x{size[1]}")
+    if images.shape[1:] != (28, 28):
+        raise UserError(f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, expected 28x28")
     if len(images) != len(labels):
         raise UserError(f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels")
     return images, labels

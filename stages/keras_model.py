@@ -31,12 +31,9 @@ def import_keras(seed: int | None = None):
 
 
 def save_model(net, path: str | os.PathLike) -> None:
-    """`net.save(path)`, then rewrite the .keras archive (a zip) without what changes run to run.
-
-    Keras records when it saved (metadata.json's date_saved, each entry's timestamp) and Python
-    object ids (config.json's shared_object_id). Without them the same training writes the same
-    bytes, so DVC's cache and run-cache recognise the model.
-    """
+    """`net.save(path)`, then rewrite the .keras zip without the save dates (metadata.json's date_saved,
+    each entry's time) and Python object ids (config.json's shared_object_id): the same training then
+    writes the same bytes, and DVC's cache and run-cache recognise the model."""
     net.save(path)
     with zipfile.ZipFile(path) as archive:
         members = [(info, archive.read(info)) for info in archive.infolist()]

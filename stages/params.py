@@ -6,6 +6,7 @@ param never stops another stage, and every message names the key, the value and 
 
 import os
 import re
+from collections.abc import Hashable
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -86,14 +87,12 @@ class UniqueKeyLoader(yaml.SafeLoader):
         first_line: dict[Any, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
-            try:
-                if key in first_line:
-                    raise yaml.constructor.ConstructorError(
-                        problem=f"key {key!r} is given twice (first at line {first_line[key]}); keep one",
-                        problem_mark=key_node.start_mark)
+            if isinstance(key, Hashable) and key in first_line:  # unhashable: SafeLoader's own message
+                raise yaml.constructor.ConstructorError(
+                    problem=f"key {key!r} is given twice (first at line {first_line[key]}); keep one",
+                    problem_mark=key_node.start_mark)
+            if isinstance(key, Hashable):
                 first_line[key] = key_node.start_mark.line + 1
-            except TypeError:  # an unhashable key: SafeLoader's own message follows
-                break
         return super().construct_mapping(node, deep=deep)
 
 

@@ -4,14 +4,7 @@ The three accuracies the study compares come first: `dvc exp show` orders its co
 """
 
 from stages.cli import run
-from stages.data import (
-    EVALUATE_REPORT,
-    SGD_CV_REPORT,
-    SUMMARY_METRICS,
-    TRAIN_REPORT,
-    read_json,
-    write_json,
-)
+from stages.data import EVALUATE_REPORT, SGD_CV_REPORT, SUMMARY_METRICS, TRAIN_REPORT, read_json, write_json
 
 
 def summarize(sgd_cv: dict, training: dict, evaluation: dict) -> dict[str, float]:

@@ -2,9 +2,11 @@
 
 `kill <pid of dvc>` ends DVC at once; its stage may run on (that is DVC's behaviour), so the
 test stops it too. The next `dvc repro` must then end with the same outputs and metrics, byte for
-byte, as a run never interrupted. A stage stopped by SIGTERM (or Ctrl-C: stages.cli.run maps
-SIGTERM onto KeyboardInterrupt, see test_cli.py) exits 130 with one line, and nothing
-half-written stands under an output's final name.
+byte, as a run never interrupted. A stage stopped by SIGTERM or Ctrl-C (stages.cli.run maps SIGTERM
+onto KeyboardInterrupt, see test_cli.py) exits 130 with one line and leaves every output as it was:
+its outputs are moved into place together at its end. The stages are stopped where they have
+written some outputs but not all (prepare, evaluate) or have a file open (download, train), on the
+event (the file appearing), not after a time.
 """
 
 import gzip
