@@ -10,7 +10,7 @@ from stages.data import atomic_path, isolate
 
 def save_image_grid(path: str | os.PathLike, images: np.ndarray, titles: list[str], columns: int = 5) -> None:
     """Save `images` (n × 28 × 28 or n × 784) as a grid, each titled, in the study's gray_r colormap."""
-    if "matplotlib" not in sys.modules:
+    if "matplotlib" not in sys.modules:  # noqa: TID251 (read only: Matplotlib reads its home at import)
         isolate()
     import matplotlib
 

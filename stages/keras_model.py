@@ -14,7 +14,7 @@ FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
 
 def import_keras(seed: int | None = None):
     """Import and return Keras with deterministic kernels, seeding Python, NumPy and TensorFlow."""
-    if "keras" not in sys.modules:  # Keras and TensorFlow read their environment once, at import
+    if "keras" not in sys.modules:  # noqa: TID251 (read only: Keras and TensorFlow read their environment at import)
         # TensorFlow's documented filter of its C++ log lines: 3 hides INFO, WARNING and ERROR, and
         # so the meaningless `E0000 ... node_def_util.cc ... use_unbounded_threadpool` of every
         # run (real failures still raise a Python exception). absl's pre-init notice and oneDNN's
