@@ -74,3 +74,36 @@ def test_a_full_disk_is_one_line_and_exit_1(capsys):
 
     with pytest.raises(PermissionError):  # other OS errors are not taken for a full disk
         run(denied)
+
+
+def test_a_stage_s_outputs_appear_together_when_it_ends(tmp_path):
+    from stages.data import atomic_path, write_json
+
+    def names():
+        return sorted(p.name for p in tmp_path.iterdir())
+
+    def main():
+        write_json(tmp_path / "report.json", {"accuracy": 0.5})
+        with atomic_path(tmp_path / "arrays", directory=True) as arrays:
+            (arrays / "x.npy").write_bytes(b"x")
+        assert [name for name in names() if not name.startswith(".")] == []  # finished, not yet in place
+
+    run(main)
+    assert names() == ["arrays", "report.json"]
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, UserError("bad input")],
+                         ids=["interrupted", "user-error"])
+def test_a_stage_stopped_after_an_output_leaves_the_previous_one(stop, tmp_path):
+    from stages.data import write_json
+
+    (tmp_path / "report.json").write_text("the previous run's\n")
+
+    def main():
+        write_json(tmp_path / "report.json", {"accuracy": 0.5})
+        raise stop
+
+    with pytest.raises(SystemExit):
+        run(main)
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temporary left either
+    assert (tmp_path / "report.json").read_text() == "the previous run's\n"
