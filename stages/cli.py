@@ -1,33 +1,72 @@
-"""Entry-point wrapper: a user error becomes one line on stderr and exit 1, an interruption exit 130."""
+"""How a stage run ends: all its outputs in place or none, one line for a user's error, 130 when stopped."""
 
 import errno
+import os
+import shutil
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
-from stages.errors import UserError
+_pending: list[tuple[Path, Path]] | None = None  # the running stage's finished (temporary, target)
+
+
+class UserError(Exception):
+    """Bad input the user can fix: the message says what, the value, and what is allowed or what to run."""
+
+
+def put_in_place(tmp: Path, path: Path) -> None:
+    """Move a finished output onto `path`; in a stage run by `run`, with the stage's others at its end."""
+    if _pending is not None:
+        _pending.append((tmp, path))
+        return
+    if tmp.is_dir() and path.exists():
+        shutil.rmtree(path)  # os.replace cannot replace a non-empty directory
+    os.replace(tmp, path)
+
+
+def remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    # SIGTERM (what `kill` and DVC's queue send) unwinds like Ctrl-C: temporaries are removed.
-    raise KeyboardInterrupt
+    raise KeyboardInterrupt  # SIGTERM (`kill`, DVC's queue) unwinds like Ctrl-C
 
 
 def run(main: Callable[[], None]) -> None:
-    """Run a stage's entry point: exit 1 with one line on a UserError, 130 on interruption."""
+    """Run a stage's `main`: its outputs appear together when it returns, or not at all (an error or
+    an interruption at any point leaves them as they were); exit 1 with one line on a UserError or a
+    full disk, 130 on Ctrl-C or SIGTERM."""
+    global _pending
     signal.signal(signal.SIGTERM, _interrupt)
+    _pending, finished = [], []
     try:
         main()
+        finished, _pending = _pending, None
+        # A Ctrl-C during the moves waits until they are done, then is ignored: the stage has finished.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        while finished:
+            put_in_place(*finished.pop(0))
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        except KeyboardInterrupt:
+            pass
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        # The disk, not the input: what was being written is removed (atomic writes).
         where = f" ({error.filename})" if error.filename else ""
         print(f"error: {error.strerror}{where}; free some space, then run again", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         sys.exit(130)
+    finally:
+        for tmp, _ in (_pending or []) + finished:  # what an error or an interruption left unmoved
+            remove(tmp)
+        _pending = None

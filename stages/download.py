@@ -37,11 +37,8 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from tqdm import tqdm
 
 from stages import params
-from stages.artifacts import RAW_DIR
-from stages.cli import run
-from stages.dataset import FILES, Payload
-from stages.errors import UserError
-from stages.files import atomic_path
+from stages.cli import UserError, run
+from stages.data import FILES, RAW_DIR, Payload, atomic_path
 
 PARAMS = ("download",)
 CHUNK = 1 << 16

@@ -2,16 +2,21 @@
 
 import numpy as np
 
-from stages.artifacts import (
-    CONFUSION_PLOT, EVALUATE_REPORT, MISCLASSIFIED_PLOT, MODEL, PER_CLASS_PLOT, load_prepared,
-    load_split,
-)
 from stages.cli import run
-from stages.dataset import CLASS_NAMES
-from stages.errors import UserError
-from stages.files import write_csv, write_json
+from stages.data import (
+    CLASS_NAMES,
+    CONFUSION_PLOT,
+    EVALUATE_REPORT,
+    MISCLASSIFIED_PLOT,
+    PER_CLASS_PLOT,
+    load_prepared,
+    load_split,
+    rounded,
+    write_csv,
+    write_json,
+)
 from stages.images import save_image_grid
-from stages.keras_setup import import_keras
+from stages.keras_model import import_keras, load_model
 
 N_MISCLASSIFIED = 20
 BATCH = 1024  # evaluation only reads the weights: its batch size changes no result
@@ -24,18 +29,6 @@ def per_class_accuracy(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, f
         name: float(correct[y_true == label].mean()) if np.any(y_true == label) else None
         for label, name in enumerate(CLASS_NAMES)
     }
-
-
-def load_model(keras):
-    """The trained model, loaded in safe mode (no code from the file runs); a bad file is a UserError."""
-    try:
-        return keras.models.load_model(MODEL, safe_mode=True)
-    except ValueError as error:  # Keras's error for a missing, broken or unsafe file
-        message = " ".join(str(error).split())
-        raise UserError(
-            f"cannot load {MODEL}: {message} (this stage loads models in safe mode only; "
-            "`dvc repro train` rebuilds the model)"
-        ) from None
 
 
 def main() -> None:
@@ -52,7 +45,8 @@ def main() -> None:
         print(f"{name}: loss {report[name]['loss']:.4f}, accuracy {report[name]['accuracy']:.4f} "
               f"on {len(y)} samples")
 
-    # `x`, `y` and `predicted` are now the test set's.
+    # `x`, `y` and `predicted` are now the test set's; the per-class plot shows the report's figures.
+    report = rounded(report)
     write_csv(CONFUSION_PLOT, {
         "actual": [CLASS_NAMES[label] for label in y],
         "predicted": [CLASS_NAMES[label] for label in predicted],
@@ -66,7 +60,7 @@ def main() -> None:
         MISCLASSIFIED_PLOT, x[wrong],
         [f"{CLASS_NAMES[y[i]]}\n→ {CLASS_NAMES[predicted[i]]}" for i in wrong],
     )
-    write_json(EVALUATE_REPORT, report)
+    write_json(EVALUATE_REPORT, report)  # rounded above
 
 
 if __name__ == "__main__":

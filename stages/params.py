@@ -6,13 +6,13 @@ param never stops another stage, and every message names the key, the value and 
 
 import os
 import re
-from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from collections.abc import Hashable
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
-from stages.errors import UserError
+from stages.cli import UserError
 
 PARAMS_FILE = "params.yaml"
 
@@ -23,60 +23,57 @@ class Section(BaseModel):
 
 
 def _check_source(value: Any) -> Any:
-    if isinstance(value, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value):
-        if not re.match(r"^https?://", value):
-            raise ValueError("a source must be an http(s) URL or a local directory path")
+    has_scheme = isinstance(value, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value)
+    if has_scheme and not re.match(r"^https?://", value):
+        raise ValueError("a source must be an http(s) URL or a local directory path")
     return value
 
 
-# A string's allowed form is not a bound, so it is the one type described in words.
-Source = Annotated[
-    str, Field(min_length=1, description="an http(s) URL or a local directory"),
-    BeforeValidator(_check_source),
-]
-
-
 class Download(Section):
-    sources: list[Source] = Field(min_length=1)
-    retries: int = Field(ge=1, le=10)
-    timeout: float = Field(gt=0, le=600)
+    sources: list[Annotated[str, Field(min_length=1), BeforeValidator(_check_source)]] = Field(
+        min_length=1, description="a list of at least 1 item, each an http(s) URL or a local directory")
+    retries: int = Field(ge=1, le=10, description="an integer from 1 to 10")
+    timeout: float = Field(gt=0, le=600, description="a number in (0, 600]")
 
 
 class Split(Section):
-    test_size: float = Field(gt=0, lt=1)
+    test_size: float = Field(gt=0, lt=1, description="a number in (0, 1)")
 
 
-def _alias_log(value: Any) -> Any:
-    return "log_loss" if value == "log" else value  # the spelling of scikit-learn < 1.1
+LOSSES = ("log_loss", "hinge", "modified_huber", "squared_hinge", "perceptron")
 
 
 class SGD(Section):
-    loss: Annotated[
-        Literal["log_loss", "hinge", "modified_huber", "squared_hinge", "perceptron"],
-        BeforeValidator(_alias_log),
-    ]
-    max_iter: int = Field(ge=1, le=10_000)
-    folds: int = Field(ge=2, le=20)
+    loss: Annotated[Literal[LOSSES], BeforeValidator(lambda v: "log_loss" if v == "log" else v)] = Field(
+        description="one of " + ", ".join(map(repr, LOSSES)))  # 'log': scikit-learn < 1.1's spelling
+    max_iter: int = Field(ge=1, le=10_000, description="an integer from 1 to 10000")
+    folds: int = Field(ge=2, le=20, description="an integer from 2 to 20")
 
 
 class Model(Section):
-    hidden: list[Annotated[int, Field(ge=1, le=4096)]] = Field(max_length=8)
-    activation: Literal["relu", "tanh", "sigmoid", "elu", "gelu"]
-    optimizer: Literal["rmsprop", "adam", "sgd"]
-    learning_rate: float = Field(gt=0, le=10)
-    dropout: float = Field(ge=0, lt=1)
+    hidden: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        max_length=8, description="a list of up to 8 items, each an integer from 1 to 4096")
+    activation: Literal["relu", "tanh", "sigmoid", "elu", "gelu"] = Field(
+        description="one of 'relu', 'tanh', 'sigmoid', 'elu', 'gelu'")
+    optimizer: Literal["rmsprop", "adam", "sgd"] = Field(description="one of 'rmsprop', 'adam', 'sgd'")
+    learning_rate: float = Field(gt=0, le=10, description="a number in (0, 10]")
+    dropout: float = Field(ge=0, lt=1, description="a number in [0, 1)")
 
 
-SCHEMA: dict[str, Any] = {
-    "seed": Annotated[int, Field(ge=0, le=2**32 - 1)],
-    "max_samples": Annotated[int | None, Field(ge=500)],  # null: all samples
-    "epochs": Annotated[int, Field(ge=1, le=1000)],
-    "batch_size": Annotated[int, Field(ge=1, le=60_000)],
-    "download": Download,
-    "split": Split,
-    "sgd": SGD,
-    "model": Model,
-}
+class Params(Section):
+    """Every key of params.yaml, each with what it allows (the messages quote it)."""
+
+    seed: int = Field(ge=0, le=2**32 - 1, description="an integer from 0 to 4294967295")
+    max_samples: int | None = Field(ge=500, description="null or an integer >= 500")  # null: all
+    epochs: int = Field(ge=1, le=1000, description="an integer from 1 to 1000")
+    batch_size: int = Field(ge=1, le=60_000, description="an integer from 1 to 60000")
+    download: Download
+    split: Split
+    sgd: SGD
+    model: Model
+
+
+SCHEMA = Params.model_fields
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
@@ -90,15 +87,12 @@ class UniqueKeyLoader(yaml.SafeLoader):
         first_line: dict[Any, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
-            try:
-                if key in first_line:
-                    raise yaml.constructor.ConstructorError(
-                        problem=f"key {key!r} is given twice (first at line {first_line[key]}); "
-                        "keep one", problem_mark=key_node.start_mark,
-                    )
+            if isinstance(key, Hashable) and key in first_line:  # unhashable: SafeLoader's own message
+                raise yaml.constructor.ConstructorError(
+                    problem=f"key {key!r} is given twice (first at line {first_line[key]}); keep one",
+                    problem_mark=key_node.start_mark)
+            if isinstance(key, Hashable):
                 first_line[key] = key_node.start_mark.line + 1
-            except TypeError:  # an unhashable key: SafeLoader's own message follows
-                break
         return super().construct_mapping(node, deep=deep)
 
 
@@ -106,7 +100,7 @@ def load(*keys: str, path: str | os.PathLike = PARAMS_FILE) -> Any:
     """Read `path` and return the validated values of `keys` as attributes (`p.epochs`, `p.sgd.loss`)."""
     try:
         with open(path) as file:
-            raw = yaml.load(file, Loader=UniqueKeyLoader)  # safe: a SafeLoader
+            raw = yaml.load(file, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except OSError as error:
         raise UserError(f"cannot read {path}: {error.strerror}") from None
     except yaml.YAMLError as error:
@@ -116,79 +110,36 @@ def load(*keys: str, path: str | os.PathLike = PARAMS_FILE) -> Any:
         raise UserError(f"{path}: YAML syntax error{at}: {problem}") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping of keys to values, got {type(raw).__name__}")
-
-    model = create_model(
-        "Params", __config__=ConfigDict(strict=True), **{key: (SCHEMA[key], ...) for key in keys}
-    )
+    fields = {key: (SCHEMA[key].annotation, SCHEMA[key]) for key in keys}
+    model = create_model("Params", __base__=Section, **fields)
     try:
         return model.model_validate({key: raw[key] for key in keys if key in raw})
     except ValidationError as error:
-        raise UserError(describe(error, raw, path)) from None
+        raise UserError(describe(error.errors()[0], raw, path)) from None
 
 
-def describe(error: ValidationError, raw: dict[str, Any], path: str | os.PathLike) -> str:
-    """One line for the first problem: key, value, and what is allowed."""
-    first = error.errors()[0]
-    key = ".".join(str(part) for part in first["loc"])
-    if first["type"] == "missing":
-        return f"{path}: {key} is missing{_allowed(first['loc'])}"
-    if first["type"] == "extra_forbidden":
+def describe(problem: dict, raw: dict[str, Any], path: str | os.PathLike) -> str:
+    """One line for pydantic's `problem`: the key, the value, and what is allowed."""
+    loc = problem["loc"]
+    key = ".".join(map(str, loc))
+    model, value, allowed = Params, raw, ""
+    for part in loc:  # down to the field that says what it allows, and the value given
+        field = model.model_fields.get(part) if isinstance(part, str) and model else None
+        if field is not None:
+            annotation = field.annotation
+            model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+            allowed = field.description or "a mapping of " + ", ".join(model.model_fields)
+        value = value[part] if isinstance(value, dict | list) and _has(value, part) else value
+    allowed = f" (allowed: {allowed})" if allowed else ""
+    if problem["type"] == "missing":
+        return f"{path}: {key} is missing{allowed}"
+    if problem["type"] == "extra_forbidden":
         return f"{path}: unknown key {key}"
-    message = first["msg"].removeprefix("Value error, ")
-    return f"{path}: {key} = {_lookup(raw, first['loc'])!r} is not allowed: {message}{_allowed(first['loc'])}"
+    why = problem["msg"].removeprefix("Value error, ")
+    return f"{path}: {key} = {value!r} is not allowed: {why}{allowed}"
 
 
-def _lookup(raw: Any, loc: tuple) -> Any:
-    for part in loc:
-        try:
-            raw = raw[part]
-        except (KeyError, IndexError, TypeError):
-            break
-    return raw
-
-
-def _allowed(loc: tuple) -> str:
-    """What the schema allows at `loc`, as '(allowed: ...)', derived from its type and bounds."""
-    annotation: Any = SCHEMA.get(loc[0])
-    if len(loc) > 1 and isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        field = annotation.model_fields.get(str(loc[1]))
-        if field is None:
-            return ""
-        return f" (allowed: {allowed(field.annotation, tuple(field.metadata))})"
-    return f" (allowed: {allowed(annotation)})"
-
-
-def allowed(annotation: Any, constraints: tuple = ()) -> str:
-    """'an integer from 1 to 1000', 'a number in (0, 1)', "one of 'adam', 'sgd'": what a type allows."""
-    if get_origin(annotation) is Annotated:
-        base, *metadata = get_args(annotation)
-        description = next((m.description for m in metadata if getattr(m, "description", None)), None)
-        if description:
-            return description
-        found = [c for m in metadata for c in getattr(m, "metadata", [m])]  # a Field's constraints
-        return allowed(base, (*constraints, *found))
-    bounds = {
-        name: getattr(c, name) for c in constraints
-        for name in ("gt", "ge", "lt", "le", "min_length", "max_length") if hasattr(c, name)
-    }
-    args = get_args(annotation)
-    if get_origin(annotation) is Literal:
-        return "one of " + ", ".join(repr(a) for a in args)
-    if get_origin(annotation) in (Union, UnionType) and type(None) in args:
-        (other,) = [a for a in args if a is not type(None)]
-        return "null or " + allowed(other, constraints)
-    if get_origin(annotation) is list:
-        size = ("a list of up to {max_length} items" if "max_length" in bounds
-                else "a list of at least {min_length} item" if "min_length" in bounds else "a list")
-        return size.format(**bounds) + ", each " + allowed(args[0])
-    if annotation is int:
-        if "ge" in bounds and "le" in bounds:
-            return f"an integer from {bounds['ge']} to {bounds['le']}"
-        return "an integer" + (f" >= {bounds['ge']}" if "ge" in bounds else "")
-    if annotation is float:
-        low = f"({bounds['gt']}" if "gt" in bounds else f"[{bounds['ge']}" if "ge" in bounds else "(-inf"
-        high = f"{bounds['lt']})" if "lt" in bounds else f"{bounds['le']}]" if "le" in bounds else "inf)"
-        return f"a number in {low}, {high}"
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return "a mapping of " + ", ".join(annotation.model_fields)
-    return getattr(annotation, "__name__", str(annotation))
+def _has(container: dict | list, part: Any) -> bool:
+    if isinstance(container, dict):
+        return part in container
+    return isinstance(part, int) and part < len(container)

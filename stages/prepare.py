@@ -7,10 +7,16 @@ import numpy as np
 
 from stages import params
 from stages.cli import run
-from stages.dataset import CLASS_NAMES
-from stages.artifacts import DATA_REPORT, FIRST_IMAGES_PLOT, PREPARED_DIR, RAW_DIR
-from stages.files import save_npy, write_json
-from stages.idx import read_images_and_labels
+from stages.data import (
+    CLASS_NAMES,
+    DATA_REPORT,
+    FIRST_IMAGES_PLOT,
+    PREPARED_DIR,
+    RAW_DIR,
+    atomic_path,
+    read_images_and_labels,
+    write_json,
+)
 from stages.images import save_image_grid
 
 PARAMS = ("max_samples",)
@@ -28,15 +34,13 @@ def describe(labels: np.ndarray, images: np.ndarray) -> dict:
         "samples": int(images.shape[0]),
         "height": int(images.shape[1]),
         "width": int(images.shape[2]),
-        "class_counts": {name: int(n) for name, n in zip(CLASS_NAMES, counts)},
+        "class_counts": {name: int(n) for name, n in zip(CLASS_NAMES, counts, strict=True)},
     }
 
 
 def main() -> None:
     p = params.load(*PARAMS)
-    # Read and check all four files before writing anything: a bad test file must not leave
-    # freshly written train outputs beside stale test ones.
-    sets = {}
+    sets = {}  # all four files read and checked before anything is written
     for prefix, stem in (("train", "train"), ("test", "t10k")):
         images, labels = read_images_and_labels(
             RAW_DIR / f"{stem}-images-idx3-ubyte", RAW_DIR / f"{stem}-labels-idx1-ubyte"
@@ -44,12 +48,13 @@ def main() -> None:
         sets[prefix] = images[: p.max_samples], labels[: p.max_samples]  # [:None] keeps all
 
     description = {}
-    for prefix, (images, labels) in sets.items():
-        save_npy(PREPARED_DIR / f"x_{prefix}.npy", scale_and_flatten(images))
-        save_npy(PREPARED_DIR / f"y_{prefix}.npy", labels)
-        description[prefix] = describe(labels, images)
-        print(f"{prefix}: {images.shape[0]} images of {images.shape[1]}x{images.shape[2]} → "
-              f"x_{prefix} {images.shape[0]} x {images.shape[1] * images.shape[2]} float32 in [0, 1]")
+    with atomic_path(PREPARED_DIR, directory=True) as prepared:
+        for prefix, (images, labels) in sets.items():
+            np.save(prepared / f"x_{prefix}.npy", scale_and_flatten(images))
+            np.save(prepared / f"y_{prefix}.npy", labels)
+            description[prefix] = describe(labels, images)
+            print(f"{prefix}: {images.shape[0]} images of {images.shape[1]}x{images.shape[2]} → "
+                  f"x_{prefix} {images.shape[0]} x {images.shape[1] * images.shape[2]} float32 in [0, 1]")
     images, labels = sets["train"]
     save_image_grid(FIRST_IMAGES_PLOT, images[:10], [CLASS_NAMES[y] for y in labels[:10]])
     write_json(DATA_REPORT, description)

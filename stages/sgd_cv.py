@@ -9,9 +9,8 @@ from sklearn.linear_model import SGDClassifier
 from sklearn.model_selection import cross_validate
 
 from stages import params
-from stages.artifacts import SGD_CV_REPORT, load_prepared
 from stages.cli import run
-from stages.files import write_json
+from stages.data import SGD_CV_REPORT, load_prepared, write_json
 
 PARAMS = ("seed", "sgd")
 

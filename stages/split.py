@@ -9,9 +9,8 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from stages import params
-from stages.artifacts import PREPARED_DIR, SPLIT_DIR
 from stages.cli import run
-from stages.files import load_npy, save_npy
+from stages.data import PREPARED_DIR, SPLIT_DIR, atomic_path, load_npy
 
 PARAMS = ("seed", "split")
 
@@ -26,8 +25,9 @@ def main() -> None:
     p = params.load(*PARAMS)
     y = load_npy(PREPARED_DIR / "y_train.npy")  # only the count matters
     train, val = split_indices(len(y), p.split.test_size, p.seed)
-    save_npy(SPLIT_DIR / "train_idx.npy", train)
-    save_npy(SPLIT_DIR / "val_idx.npy", val)
+    with atomic_path(SPLIT_DIR, directory=True) as split:
+        np.save(split / "train_idx.npy", train)
+        np.save(split / "val_idx.npy", val)
     print(f"split {len(y)} samples: {len(train)} train, {len(val)} validation")
 
 

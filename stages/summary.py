@@ -3,9 +3,8 @@
 The three accuracies the study compares come first: `dvc exp show` orders its columns so.
 """
 
-from stages.artifacts import EVALUATE_REPORT, SGD_CV_REPORT, SUMMARY_METRICS, TRAIN_REPORT
 from stages.cli import run
-from stages.files import read_json, write_json
+from stages.data import EVALUATE_REPORT, SGD_CV_REPORT, SUMMARY_METRICS, TRAIN_REPORT, read_json, write_json
 
 
 def summarize(sgd_cv: dict, training: dict, evaluation: dict) -> dict[str, float]:

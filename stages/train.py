@@ -6,11 +6,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from stages import params
-from stages.artifacts import MODEL, TRAIN_HISTORY_PLOT, TRAIN_REPORT, load_split
 from stages.cli import run
-from stages.files import atomic_path, write_json
-from stages.keras_setup import import_keras
-from stages.model_file import save_model
+from stages.data import MODEL, TRAIN_HISTORY_PLOT, TRAIN_REPORT, atomic_path, load_split, write_json
+from stages.keras_model import import_keras, save_model
 
 PARAMS = ("seed", "epochs", "batch_size", "model")
 N_CLASSES = 10

@@ -90,7 +90,7 @@ def small(dataset: Path):
     """(x, y): the first SMALL training images, prepared as the prepare stage does."""
     import gzip
 
-    from stages.idx import IMAGES_MAGIC, LABELS_MAGIC, parse_idx
+    from stages.data import IMAGES_MAGIC, LABELS_MAGIC, parse_idx
     from stages.prepare import scale_and_flatten
 
     images = parse_idx(gzip.decompress((dataset / "train-images-idx3-ubyte.gz").read_bytes()), IMAGES_MAGIC)

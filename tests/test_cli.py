@@ -6,8 +6,7 @@ import signal
 
 import pytest
 
-from stages.cli import run
-from stages.errors import UserError
+from stages.cli import UserError, run
 
 
 @pytest.fixture(autouse=True)
@@ -66,11 +65,45 @@ def test_a_full_disk_is_one_line_and_exit_1(capsys):
     with pytest.raises(SystemExit) as exited:
         run(main)
     assert exited.value.code == 1
-    assert capsys.readouterr().err == ("error: No space left on device (data/.raw-tmp-x/train-images-idx3-ubyte);"
-                                       " free some space, then run again\n")
+    where = "data/.raw-tmp-x/train-images-idx3-ubyte"
+    expected = f"error: No space left on device ({where}); free some space, then run again\n"
+    assert capsys.readouterr().err == expected
 
     def denied():
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), "data/raw")
 
     with pytest.raises(PermissionError):  # other OS errors are not taken for a full disk
         run(denied)
+
+
+def test_a_stage_s_outputs_appear_together_when_it_ends(tmp_path):
+    from stages.data import atomic_path, write_json
+
+    def names():
+        return sorted(p.name for p in tmp_path.iterdir())
+
+    def main():
+        write_json(tmp_path / "report.json", {"accuracy": 0.5})
+        with atomic_path(tmp_path / "arrays", directory=True) as arrays:
+            (arrays / "x.npy").write_bytes(b"x")
+        assert [name for name in names() if not name.startswith(".")] == []  # finished, not yet in place
+
+    run(main)
+    assert names() == ["arrays", "report.json"]
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, UserError("bad input")],
+                         ids=["interrupted", "user-error"])
+def test_a_stage_stopped_after_an_output_leaves_the_previous_one(stop, tmp_path):
+    from stages.data import write_json
+
+    (tmp_path / "report.json").write_text("the previous run's\n")
+
+    def main():
+        write_json(tmp_path / "report.json", {"accuracy": 0.5})
+        raise stop
+
+    with pytest.raises(SystemExit):
+        run(main)
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temporary left either
+    assert (tmp_path / "report.json").read_text() == "the previous run's\n"

@@ -45,6 +45,21 @@ def test_params_are_exactly_the_validated_keys(name):
     assert set(stage.get("params", [])) == set(getattr(module, "PARAMS", ()))
 
 
+def test_outputs_are_where_the_code_writes_them():
+    """stages/data.py names every output once; dvc.yaml must declare the same paths, stage by stage."""
+    from stages.data import OUTPUTS
+
+    declared = {name: [path if isinstance(path, str) else next(iter(path))
+                       for path in stage.get("outs", []) + stage.get("metrics", [])]
+                for name, stage in STAGES.items()}
+    assert declared == {name: [str(path) for path in paths] for name, paths in OUTPUTS.items()}
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_each_stage_reads_at_most_five_code_files(name):
+    assert len([d for d in STAGES[name]["deps"] if d.startswith("stages/")]) <= 5
+
+
 def test_summary_is_the_one_metrics_file_and_every_other_output_is_cached():
     """`dvc metrics show` shows each figure once, from Git; every other output is restorable
     from DVC's cache and run-cache, and git-ignored (DVC's outputs are not Git's)."""

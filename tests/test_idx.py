@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from stages.cli import UserError
-from stages.idx import IMAGES_MAGIC, LABELS_MAGIC, parse_idx, read_images_and_labels
+from stages.data import IMAGES_MAGIC, LABELS_MAGIC, parse_idx, read_images_and_labels
 
 
 def idx_bytes(magic: int, array: np.ndarray) -> bytes:

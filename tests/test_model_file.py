@@ -1,15 +1,15 @@
-"""stages/model_file.py: the same training gives the same .keras bytes, a file Keras loads safely."""
+"""stages/keras_model.py: the same training gives the same .keras bytes, a file Keras loads safely."""
 
 import zipfile
 
 import numpy as np
 from conftest import model_params
 
-from stages.model_file import save_model
+from stages.keras_model import save_model
 
 
 def test_two_models_trained_alike_save_to_identical_bytes_that_load_safely(small, tmp_path):
-    from stages.keras_setup import import_keras
+    from stages.keras_model import import_keras
     from stages.train import train
 
     x, y = small
@@ -17,7 +17,8 @@ def test_two_models_trained_alike_save_to_identical_bytes_that_load_safely(small
     for _ in range(2):
         keras = import_keras(42)
         keras.backend.clear_session()  # layer names restart, as in the stage's fresh process
-        runs.append(train(keras, model_params(), x[:1600], y[:1600], x[1600:], y[1600:], epochs=2, batch_size=32))
+        runs.append(train(keras, model_params(), x[:1600], y[:1600], x[1600:], y[1600:],
+                          epochs=2, batch_size=32))
     (net, history), (_, other_history) = runs
     assert history == other_history  # deterministic training
     assert list(history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
@@ -25,7 +26,7 @@ def test_two_models_trained_alike_save_to_identical_bytes_that_load_safely(small
     assert history["val_accuracy"][-1] > 0.6  # it learns
 
     paths = [tmp_path / f"{i}.keras" for i in range(2)]
-    for (trained, _), path in zip(runs, paths):
+    for (trained, _), path in zip(runs, paths, strict=True):
         save_model(trained, path)
     assert paths[0].read_bytes() == paths[1].read_bytes()
     with zipfile.ZipFile(paths[0]) as archive:
@@ -33,6 +34,7 @@ def test_two_models_trained_alike_save_to_identical_bytes_that_load_safely(small
         assert "date_saved" not in archive.read("metadata.json").decode()
     # Loads, in safe mode, to the model Keras's own save gives: same config, same predictions.
     net.save(tmp_path / "plain.keras")
-    loaded, plain = (keras.saving.load_model(path, safe_mode=True) for path in (paths[0], tmp_path / "plain.keras"))
+    loaded, plain = (keras.saving.load_model(path, safe_mode=True)
+                     for path in (paths[0], tmp_path / "plain.keras"))
     assert loaded.get_config() == plain.get_config()
     np.testing.assert_array_equal(loaded.predict(x[:100], verbose=0), net.predict(x[:100], verbose=0))

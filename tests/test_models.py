@@ -22,7 +22,7 @@ def test_sgd_cross_validation_reports_each_fold(small, capsys):
 
 
 def test_default_network_is_one_softmax_layer():
-    from stages.keras_setup import import_keras
+    from stages.keras_model import import_keras
     from stages.train import build_model
 
     keras = import_keras(42)
@@ -36,11 +36,12 @@ def test_default_network_is_one_softmax_layer():
 
 
 def test_hidden_layers_dropout_and_optimizer():
-    from stages.keras_setup import import_keras
+    from stages.keras_model import import_keras
     from stages.train import build_model
 
     keras = import_keras(42)
-    net = build_model(keras, model_params(hidden=[100, 50], dropout=0.2, optimizer="adam", learning_rate=0.01))
+    net = build_model(keras, model_params(hidden=[100, 50], dropout=0.2, optimizer="adam",
+                                          learning_rate=0.01))
     assert [type(layer).__name__ for layer in net.layers] == ["Dense", "Dropout", "Dense", "Dropout", "Dense"]
     assert [layer.units for layer in net.layers if hasattr(layer, "units")] == [100, 50, 10]
     assert isinstance(net.optimizer, keras.optimizers.Adam)

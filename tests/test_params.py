@@ -3,6 +3,7 @@ tests/reliability/test_params_faults.py (in-process), one stage run as a process
 
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import yaml
@@ -56,3 +57,17 @@ def test_stage_entry_point_prints_one_line_and_writes_nothing(tmp_path):
         "(allowed: an integer from 1 to 1000)"
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_what_each_key_allows_is_what_its_checks_allow():
+    """The messages quote each field's description: it must state the field's bounds and choices."""
+    for section in (params.Params, params.Download, params.Split, params.SGD, params.Model):
+        for name, field in section.model_fields.items():
+            if field.description is None:  # a section: described by its keys
+                continue
+            bounds = [getattr(c, b) for c in field.metadata
+                      for b in ("ge", "gt", "le", "lt", "min_length", "max_length") if hasattr(c, b)]
+            choices = [a for a in typing.get_args(field.annotation) if isinstance(a, str)]
+            for value in bounds + choices:
+                assert str(value) in field.description, (name, value, field.description)
+            assert bounds or choices, name

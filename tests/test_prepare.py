@@ -1,6 +1,6 @@
 import numpy as np
 
-from stages.dataset import CLASS_NAMES
+from stages.data import CLASS_NAMES
 from stages.prepare import describe, scale_and_flatten
 
 

@@ -1,11 +1,18 @@
-"""scripts/pr_report.py: the pull-request report of params, metrics and plots against a base revision."""
+"""scripts/pr_report.py: the pull-request report of params, metrics and plots against a base revision;
+and what it shows when only float noise differs: the same small pipeline trained on two kernel paths."""
 
+import gzip
 import json
+import os
+import signal
 import subprocess
 import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
-from conftest import APPLIED_EPOCHS, PIPELINE_PARAMS, REPO, git
+from conftest import APPLIED_EPOCHS, PIPELINE_PARAMS, REPO, dvc, git, make_project
 
 SCRIPT = REPO / "scripts" / "pr_report.py"
 
@@ -58,7 +65,7 @@ def test_report_shows_the_params_metrics_and_plots_that_changed(two_commits, tmp
     assert old == new and change == 0
 
     changed = {(row[0], row[1]) for row in table(markdown, "All changed metrics")}
-    assert {("metrics/summary.json", "keras_val_loss"), ("metrics/summary.json", "keras_test_accuracy")} <= changed
+    assert {("metrics/summary.json", key) for key in ("keras_val_loss", "keras_test_accuracy")} <= changed
     assert not any(key.startswith("sgd") for _, key in changed)
 
     # Training changed; the data did not: the first images are the same, the rest differ.
@@ -94,3 +101,90 @@ def test_an_unknown_base_is_one_line_of_error(two_commits):
     result = report(project, "no-such-branch")
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith("error: unknown revision 'no-such-branch'")
+
+
+# ---------------------------------------------------------------- two kernel paths: float noise only
+
+KERNEL_PATH_OUTPUTS = ("data/model.keras", "plots/train_history.csv", "metrics/train.json",
+                       "metrics/evaluate.json", "metrics/summary.json")
+
+
+@dataclass
+class KernelPaths:
+    """The small project trained, evaluated and summarised with TensorFlow's oneDNN kernels on
+    (committed, branch `base`), then again with them off (the workspace): what each wrote."""
+
+    project: Path
+    on: dict[str, bytes]  # by path
+    off: dict[str, bytes]
+    stderr: str  # of train and evaluate, oneDNN off
+
+
+@pytest.fixture(scope="module")
+def kernel_paths(tmp_path_factory, dataset) -> KernelPaths:
+    """TF_ENABLE_ONEDNN_OPTS, TensorFlow's documented switch, takes another kernel path, as another
+    CPU would: the losses differ in their last float bits (measured here: 1.118208885 and 1.118208766)."""
+    project = make_project(tmp_path_factory.mktemp("kernels") / "project", max_samples=1000, epochs=2,
+                           **{"sgd.folds": 2})
+    (project / "data/raw").mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (project / "data/raw" / name).write_bytes(gzip.decompress((dataset / f"{name}.gz").read_bytes()))
+    from stages import prepare, sgd_cv, split
+    from stages.cli import run
+
+    cwd, sigterm = Path.cwd(), signal.getsignal(signal.SIGTERM)
+    os.chdir(project)
+    try:
+        for stage in (prepare, split, sgd_cv):  # no TensorFlow in these: run once, in this process
+            run(stage.main)
+    finally:
+        os.chdir(cwd)
+        signal.signal(signal.SIGTERM, sigterm)
+
+    def train_evaluate_summary(onednn: str) -> tuple[dict[str, bytes], str]:
+        # The three stages one after the other, each as `python -m` runs it, in one process: TensorFlow
+        # (read TF_ENABLE_ONEDNN_OPTS at import) is imported once per kernel path, not three times.
+        stages = "; ".join(f"runpy.run_module('stages.{stage}', run_name='__main__')"
+                           for stage in ("train", "evaluate", "summary"))
+        env = {key: value for key, value in os.environ.items() if not key.startswith("TF_")}
+        result = subprocess.run([sys.executable, "-c", f"import runpy; {stages}"], cwd=project,
+                                env={**env, "TF_ENABLE_ONEDNN_OPTS": onednn}, capture_output=True, text=True,
+                                timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return {path: (project / path).read_bytes() for path in KERNEL_PATH_OUTPUTS}, result.stderr
+
+    on, _ = train_evaluate_summary("1")
+    dvc(project, "commit", "--force", "--quiet")  # dvc.lock and the cache, as after `dvc repro`
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "results, oneDNN on")
+    git(project, "branch", "base")
+    off, stderr = train_evaluate_summary("0")
+    return KernelPaths(project, on, off, stderr)
+
+
+def test_the_metrics_are_the_same_bytes_on_another_kernel_path(kernel_paths, record_property):
+    on, off = kernel_paths.on, kernel_paths.off
+    for path in ("metrics/train.json", "metrics/evaluate.json", "metrics/summary.json"):
+        assert on[path] == off[path], path
+    assert json.loads(dvc(kernel_paths.project, "metrics", "diff", "base", "--json").stdout) == {}
+    # The model and its history may differ in float noise: said, not failed on.
+    differ = [path for path in ("data/model.keras", "plots/train_history.csv") if on[path] != off[path]]
+    record_property("kernel_paths_differ_in", differ)
+    if differ:
+        warnings.warn(f"oneDNN on and off give different bytes of {differ}; the metrics are the same",
+                      stacklevel=1)
+
+
+def test_tensorflow_prints_no_error_looking_line(kernel_paths):
+    """TF_CPP_MIN_LOG_LEVEL=3 (stages/keras_model.py) hides `E0000 ... node_def_util.cc ...`."""
+    lines = kernel_paths.stderr.splitlines()
+    assert not [line for line in lines if line.startswith("E0000")], kernel_paths.stderr
+
+
+def test_report_says_no_metric_changed_on_float_noise(kernel_paths, tmp_path):
+    result = report(kernel_paths.project, "base", "--plots-dir", str(tmp_path / "plots"))
+    assert result.returncode == 0, result.stderr
+    assert "No params changed." in result.stdout and "No metric changed." in result.stdout, result.stdout
+    summary = {row[1]: row[2:] for row in table(result.stdout, "### Metrics")}
+    assert summary and all(old == new for old, new, _ in summary.values()), summary

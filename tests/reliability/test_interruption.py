@@ -2,21 +2,28 @@
 
 `kill <pid of dvc>` ends DVC at once; its stage may run on (that is DVC's behaviour), so the
 test stops it too. The next `dvc repro` must then end with the same outputs and metrics, byte for
-byte, as a run never interrupted. A stage stopped by SIGTERM (or Ctrl-C: stages.cli.run maps
-SIGTERM onto KeyboardInterrupt, see test_cli.py) exits 130 with one line, and nothing
-half-written stands under an output's final name.
+byte, as a run never interrupted. A stage stopped by SIGTERM or Ctrl-C (stages.cli.run maps SIGTERM
+onto KeyboardInterrupt, see test_cli.py) exits 130 with one line and leaves every output as it was:
+its outputs are moved into place together at its end. The stages are stopped where they have
+written some outputs but not all (prepare, evaluate) or have a file open (download, train), on the
+event (the file appearing), not after a time.
 """
 
+import gzip
 import json
 import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 import yaml
-from conftest import REPO, dvc, ran_stages, temporaries, wait_for
+from conftest import REPO, dvc, make_project, ran_stages, temporaries, wait_for
 
-from .conftest import summary_bytes
+from stages.cli import run as run_stage
+
+from .conftest import snapshot, summary_bytes
 
 FAULT_CLASS = "interruption: a signal during `dvc repro` or a stage"
 USER_SEES = (
@@ -66,3 +73,92 @@ def test_sigterm_on_a_stage_exits_130_with_one_line_and_writes_nothing(tmp_path,
     assert child.returncode == 130, err[-3000:]
     assert err == "interrupted: nothing was written\n"
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["data", "params.yaml"]
+
+
+# ---------------------------------------------------------------- a stage stopped between its outputs
+
+@pytest.fixture(scope="module")
+def small_project(tmp_path_factory, dataset):
+    """A small project whose stages up to train have run (in this process): each test below stops
+    one stage, run by hand as a process, at a point where it has written some outputs, not all."""
+    project = make_project(tmp_path_factory.mktemp("stopped") / "project", max_samples=1000, epochs=1)
+    (project / "data/raw").mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (project / "data/raw" / name).write_bytes(gzip.decompress((dataset / f"{name}.gz").read_bytes()))
+    from stages import prepare, split, train
+
+    cwd, sigterm = Path.cwd(), signal.getsignal(signal.SIGTERM)
+    os.chdir(project)
+    try:
+        for stage in (prepare, split, train):
+            run_stage(stage.main)
+    finally:
+        os.chdir(cwd)
+        signal.signal(signal.SIGTERM, sigterm)
+    return project
+
+
+def appears(project: Path, pattern: str):
+    """A test that a file matching `pattern` is new or rewritten (and not empty) since this call."""
+    def files():
+        found = {}
+        for path in project.glob(pattern):
+            try:
+                found[path] = (path.stat().st_mtime_ns, path.stat().st_size > 0)
+            except FileNotFoundError:  # a temporary moved into place meanwhile
+                pass
+        return found
+
+    before = files()
+    return lambda: any(state[1] and before.get(path) != state for path, state in files().items())
+
+
+def stop_when(project: Path, stage: str, pattern: str, signum: int, **params) -> tuple[int, str]:
+    """Run `python -m stages.<stage>` in `project` (with `params` changed); once a file matching
+    `pattern` is written, send `signum`. Check that nothing in the project changed; return the exit
+    code and stderr."""
+    text = (project / "params.yaml").read_text()
+    (project / "params.yaml").write_text(yaml.safe_dump({**yaml.safe_load(text), **params}, sort_keys=False))
+    ignore = (".git", "__pycache__", "tmp")  # .dvc/tmp: the libraries' homes, not outputs
+    before = snapshot(project, ignore)
+    written = appears(project, pattern)
+    child = subprocess.Popen([sys.executable, "-m", f"stages.{stage}"], cwd=project, text=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        # An event, not a time: TensorFlow's import alone takes 5 s on an idle machine.
+        assert wait_for(written, timeout=120, interval=0.01), f"{stage} never wrote {pattern}"
+        child.send_signal(signum)
+        _, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+        child.wait()
+        (project / "params.yaml").write_text(text)
+    after = snapshot(project, ignore)
+    after["params.yaml"] = before["params.yaml"]  # changed and restored by the test
+    changed = sorted(set(after.items()) ^ set(before.items()))
+    assert after == before, f"{stage} was stopped, yet it changed {changed}"
+    assert temporaries(project) == []
+    return child.returncode, err
+
+
+def stopped(code: int, err: str) -> None:
+    assert code == 130 and "Traceback" not in err, err[-3000:]
+    assert err.splitlines()[-1] == "interrupted: nothing was written"
+
+
+def test_prepare_stopped_after_its_first_array_leaves_every_output_as_it_was(small_project):
+    """Ctrl-C once x_train.npy is written (y_train.npy begun), with another max_samples: every output
+    would change."""
+    stopped(*stop_when(small_project, "prepare", "data/**/*y_train*.npy", signal.SIGINT, max_samples=600))
+
+
+def test_train_stopped_once_its_history_is_open_leaves_every_output_as_it_was(small_project):
+    """SIGTERM (`kill`, DVC's queue) once Keras has written an epoch to the history file."""
+    stopped(*stop_when(small_project, "train", "plots/*train_history*.csv", signal.SIGTERM, epochs=300))
+
+
+def test_evaluate_stopped_between_its_outputs_leaves_none_of_them(small_project):
+    """Ctrl-C once the confusion table is written, before the image grid and the report."""
+    stopped(*stop_when(small_project, "evaluate", "plots/*confusion*.csv", signal.SIGINT))
+    assert not (small_project / "metrics/evaluate.json").exists()

@@ -1,0 +1,215 @@
+"""The data: what Fashion-MNIST is, where every stage's outputs live, and how they are written and read."""
+
+import contextlib
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from stages.cli import UserError, put_in_place, remove
+
+
+class Payload(NamedTuple):
+    sha256: str  # of the decompressed IDX bytes: mirrors recompress, so the .gz bytes differ
+    size: int
+
+
+FILES: dict[str, Payload] = {
+    "train-images-idx3-ubyte":
+        Payload("c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888", 47_040_016),
+    "train-labels-idx1-ubyte":
+        Payload("bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9", 60_008),
+    "t10k-images-idx3-ubyte":
+        Payload("5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b", 7_840_016),
+    "t10k-labels-idx1-ubyte":
+        Payload("0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34", 10_008),
+}
+CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+RAW_DIR = Path("data/raw")
+PREPARED_DIR = Path("data/prepared")
+SPLIT_DIR = Path("data/split")
+MODEL = Path("data/model.keras")
+# Each stage's full report (DVC-cached); summary.json, the study's figures, is the one metrics file.
+DATA_REPORT = Path("metrics/data.json")
+SGD_CV_REPORT = Path("metrics/sgd_cv.json")
+TRAIN_REPORT = Path("metrics/train.json")
+EVALUATE_REPORT = Path("metrics/evaluate.json")
+SUMMARY_METRICS = Path("metrics/summary.json")
+FIRST_IMAGES_PLOT = Path("plots/first_images.png")
+TRAIN_HISTORY_PLOT = Path("plots/train_history.csv")
+CONFUSION_PLOT = Path("plots/confusion.csv")
+PER_CLASS_PLOT = Path("plots/per_class_accuracy.csv")
+MISCLASSIFIED_PLOT = Path("plots/misclassified.png")
+# Every stage's outputs, as dvc.yaml declares them (tests/test_dvc_yaml.py checks that they agree).
+OUTPUTS: dict[str, tuple[Path, ...]] = {
+    "download": (RAW_DIR,),
+    "prepare": (PREPARED_DIR, DATA_REPORT, FIRST_IMAGES_PLOT),
+    "split": (SPLIT_DIR,),
+    "sgd_cv": (SGD_CV_REPORT,),
+    "train": (MODEL, TRAIN_REPORT, TRAIN_HISTORY_PLOT),
+    "evaluate": (EVALUATE_REPORT, CONFUSION_PLOT, PER_CLASS_PLOT, MISCLASSIFIED_PLOT),
+    "summary": (SUMMARY_METRICS,),
+}
+
+# Keras reads and, on first import, writes ~/.keras/keras.json (which can change the backend or the
+# float type); Matplotlib (which Keras imports) reads ~/.config/matplotlib and caches fonts in
+# ~/.cache. Experiments run in parallel by `dvc queue start -j N` would share those files, so both
+# homes point into the workspace (git-ignored; each queued experiment runs in its own copy).
+STAGE_HOME = Path(".dvc/tmp/stage-home")
+# Read at import, each would make a result depend on something outside params.yaml.
+UNSET = ("KERAS_MAX_EPOCHS", "KERAS_MAX_STEPS_PER_EPOCH", "MATPLOTLIBRC")
+
+
+def isolate() -> None:
+    """Point Keras and Matplotlib at STAGE_HOME and fix the variables they read at import."""
+    home = STAGE_HOME.resolve()
+    os.environ.update(KERAS_HOME=str(home / "keras"), MPLCONFIGDIR=str(home / "matplotlib"),
+                      KERAS_BACKEND="tensorflow")  # the stages use TensorFlow directly
+    for name in UNSET:
+        os.environ.pop(name, None)
+
+
+# metrics/*.json at the precision that means something, far above float noise (the last bits,
+# which differ between CPUs' kernels) and below any real change. An accuracy is a count ratio k/n:
+# one sample moves it by 1/n, which 6 decimals show for every n up to 10^6. A loss is a mean of
+# float32 terms, equal on two kernel paths to about 2e-7 relative: 5 significant digits (a step
+# of 1e-5 relative) sit 50 times above that and still show one changed sample of 10^4.
+ACCURACY_DECIMALS = 6
+LOSS_DIGITS = 5
+
+
+def rounded(report: Any, key: str = "") -> Any:
+    """`report` with each float rounded: a loss (a key naming `loss`) to LOSS_DIGITS significant
+    digits, any other figure (an accuracy, or its spread) to ACCURACY_DECIMALS decimals."""
+    if isinstance(report, dict):
+        return {name: rounded(value, name) for name, value in report.items()}
+    if isinstance(report, list):
+        return [rounded(value, key) for value in report]
+    if isinstance(report, float):
+        return float(f"{report:.{LOSS_DIGITS}g}") if "loss" in key else round(report, ACCURACY_DECIMALS)
+    return report
+
+
+def cannot_read(path: str | os.PathLike, problem: str) -> UserError:
+    """The error for a stage's input that is missing or unreadable, with the command that makes it."""
+    path = Path(path)
+    maker = next((stage for stage, outs in OUTPUTS.items() for out in outs if out in (path, *path.parents)),
+                 None)
+    how = (f"; `dvc repro {maker}` makes it (or `dvc pull` fetches it, if the team store is set up)"
+           if maker else "")
+    return UserError(f"cannot read {path}: {problem}{how}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of `path` to write (with its suffix: Keras checks for `.keras`); put it
+    in place of `path` if the block succeeds (in a stage, with the others at its end: stages.cli.run),
+    remove it if not. An output thus appears whole under its final name or not at all."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{path.stem}-tmp-"
+    if directory:
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=path.suffix, dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+    tmp.chmod(0o755 if directory else 0o644)  # mkstemp's private 0600 is not meant for outputs
+    try:
+        yield tmp
+        put_in_place(tmp, path)
+    except BaseException:
+        remove(tmp)
+        raise
+
+
+def write_json(path: str | os.PathLike, report: dict[str, Any]) -> None:
+    """Write a report to metrics/ as indented JSON, atomically, each figure `rounded`."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(rounded(report), indent=2) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as error:
+        raise cannot_read(path, error.strerror) from None
+    except ValueError as error:
+        raise cannot_read(path, f"not JSON ({error})") from None
+
+
+def write_csv(path: str | os.PathLike, columns: dict[str, Sequence[Any]]) -> None:
+    """Write equal-length `columns` as a CSV table with a header row, atomically (a DVC plot)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as file:
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(zip(*columns.values(), strict=True))
+
+
+def load_npy(path: str | os.PathLike) -> np.ndarray:
+    """Memory-map a .npy file: stages read only the rows they need, without a private copy."""
+    try:
+        return np.load(path, mmap_mode="r")  # allow_pickle=False: no object arrays, no code
+    except OSError as error:
+        raise cannot_read(path, error.strerror or str(error)) from None
+    except ValueError as error:
+        raise cannot_read(path, f"not a NumPy array file ({error})") from None
+
+
+def load_prepared(part: str) -> tuple[np.ndarray, np.ndarray]:
+    """Prepared (x, y) of `part` 'train' or 'test', memory-mapped: x is n × 784 float32 in [0, 1]."""
+    return load_npy(PREPARED_DIR / f"x_{part}.npy"), load_npy(PREPARED_DIR / f"y_{part}.npy")
+
+
+def load_split(part: str) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of `part` 'train' or 'val': the rows of the prepared training set that split chose."""
+    x, y = load_prepared("train")
+    rows = load_npy(SPLIT_DIR / f"{part}_idx.npy")
+    return x[rows], y[rows]
+
+
+# IDX, the format of MNIST and Fashion-MNIST: a magic number, the dimensions, the bytes.
+IMAGES_MAGIC = 2051  # unsigned bytes, 3 dimensions
+LABELS_MAGIC = 2049  # unsigned bytes, 1 dimension
+
+
+def parse_idx(data: bytes, magic: int, name: str = "IDX data") -> np.ndarray:
+    """Parse IDX bytes with the expected magic number into a read-only uint8 array."""
+    ndim = magic & 0xFF  # the magic number's last byte counts the dimensions
+    header_size = 4 + 4 * ndim
+    if len(data) >= 4 and (found := int.from_bytes(data[:4], "big")) != magic:
+        raise UserError(f"{name}: magic number {found}, expected {magic}")
+    if len(data) < header_size:
+        raise UserError(f"{name}: {len(data)} bytes is too short for an IDX header "
+                        f"(expected at least {header_size})")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header_size + int(np.prod(shape))
+    if len(data) != expected:
+        raise UserError(f"{name}: {len(data)} bytes, but its header {shape} needs {expected}: "
+                        "the file is truncated or corrupt")
+    return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
+
+
+def read_images_and_labels(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read an images file and its labels file; check that images are 28x28 and the counts agree."""
+    images, labels = (parse_idx(_read(path), magic, str(path))
+                      for path, magic in ((images_path, IMAGES_MAGIC), (labels_path, LABELS_MAGIC)))
+    if images.shape[1:] != (28, 28):
+        raise UserError(f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, expected 28x28")
+    if len(images) != len(labels):
+        raise UserError(f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels")
+    return images, labels
+
+
+def _read(path: str | os.PathLike) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise cannot_read(path, error.strerror) from None
