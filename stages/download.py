@@ -91,8 +91,10 @@ def fetch(source: str, out_dir: Path, retries: int, timeout: float) -> None:
         urls={name: f"{base}{name}.gz" for name in FILES},
         retry_if_failed=retries - 1 if remote else 0,  # a local file reads the same every time
     )
+    terminal = sys.stderr.isatty()  # progress, pooch's bar and its lines, is for a terminal only
+    pooch.get_logger().setLevel("INFO" if terminal else "WARNING")
     downloader = gunzip(pooch.HTTPDownloader(
-        progressbar=sys.stderr.isatty(), timeout=timeout, chunk_size=1 << 16) if remote else None)
+        progressbar=terminal, timeout=timeout, chunk_size=1 << 16) if remote else None)
     for name in FILES:
         files.fetch(name, downloader=downloader)
 
