@@ -68,7 +68,7 @@ def download(sources: list[str], out_dir: Path, retries: int = 3, timeout: float
             with atomic_path(out_dir, directory=True) as tmp:
                 fetch(source, tmp, retries, timeout)
             return source
-        except (SourceFailed, ValueError, requests.RequestException) as error:
+        except (SourceFailed, ValueError, requests.RequestException) as error:  # ValueError: a sha256
             failures.append(f"{source}: {one_line(error)}")
             if number < len(sources):  # the last one's fault is told once, in the error below
                 print(f"source {failures[-1]}; trying the next one", file=sys.stderr)
