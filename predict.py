@@ -16,10 +16,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # All that predict takes from the pipeline's code, in one place.
-from stages.cli import run
-from stages.dataset import CLASS_NAMES
-from stages.errors import UserError
-from stages.idx import IMAGES_MAGIC, parse_idx
+from stages.cli import UserError, run
+from stages.data import CLASS_NAMES, IMAGES_MAGIC, parse_idx
 
 SIDE = 28  # the model's inputs: SIDE x SIDE pixels, flattened
 GZIP_MAGIC = b"\x1f\x8b"

@@ -11,7 +11,7 @@ import json
 import yaml
 from conftest import APPLIED_EPOCHS, PIPELINE_PARAMS, SMALL, STAGES, SUMMARY_KEYS, dvc, ran_stages
 
-from stages.dataset import CLASS_NAMES
+from stages.data import CLASS_NAMES
 
 def read(project, path):
     return json.loads((project / path).read_text())

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from conftest import REPO, error_line
 
-from stages.files import load_npy
+from stages.cli import UserError
+from stages.data import load_npy
 
 FAULT_CLASS = "safety: code planted in an input"
 USER_SEES = (
@@ -48,7 +49,7 @@ def test_a_pickled_npy_is_not_unpickled(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "x_train.npy"
     np.save(path, np.array([Plant(marker)], dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError, match="allow_pickle=False|Python objects"):
+    with pytest.raises(UserError, match="allow_pickle=False|Python objects"):
         load_npy(path)
     assert not marker.exists()
 
@@ -56,7 +57,7 @@ def test_a_pickled_npy_is_not_unpickled(tmp_path):
 def test_a_model_with_code_is_refused_by_keras_safe_mode(tmp_path, entry_point):
     """A Lambda layer carries Python bytecode; the evaluate stage must refuse it, not run it."""
     from stages.evaluate import main
-    from stages.keras_setup import import_keras
+    from stages.keras_model import import_keras
 
     keras = import_keras()
     marker = tmp_path / "pwned"

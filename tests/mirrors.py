@@ -1,0 +1,116 @@
+"""Loopback HTTP(S) mirrors for the download tests: a server on 127.0.0.1 whose behaviour answers
+each GET, optionally with a certificate of a test authority (trustme) that requests is told to trust
+through REQUESTS_CA_BUNDLE, as a user behind a private authority would."""
+
+import contextlib
+import hashlib
+import http.server
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import trustme
+
+from stages.data import FILES
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "Mirror"
+
+    def do_GET(self) -> None:
+        self.server.requests.append(self.path.lstrip("/"))
+        try:
+            self.server.behaviour(self, self.path.lstrip("/"))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up: what some mirrors are for
+
+    def send(self, status: int, body: bytes = b"", length: int | None = None, **headers: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.send_header("Connection", "close")  # one request per connection, counted as such
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class Mirror(http.server.ThreadingHTTPServer):
+    """`behaviour(handler, path)` answers each GET; `requests` and `connections` count them."""
+
+    daemon_threads = True
+
+    def __init__(self, behaviour: Callable[[Handler, str], None], tls: ssl.SSLContext | None = None):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.behaviour, self.tls, self.requests, self.connections = behaviour, tls, [], 0
+        self.closing = threading.Event()  # behaviours that stall wait on it
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.server_port}/"
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        connection, address = super().get_request()
+        self.connections += 1
+        if self.tls:  # the handshake happens in the request's thread, below
+            connection = self.tls.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
+        return connection, address
+
+    def finish_request(self, request: socket.socket, address: object) -> None:
+        try:
+            if self.tls:
+                request.do_handshake()
+        except OSError:
+            return  # the client refused the certificate
+        super().finish_request(request, address)
+
+    def handle_error(self, request: object, address: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serving(behaviour: Callable[[Handler, str], None], tls: ssl.SSLContext | None = None
+            ) -> Iterator[Mirror]:
+    server = Mirror(behaviour, tls)
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.closing.set()
+        server.shutdown()
+        server.server_close()
+
+
+def files_of(directory: Path) -> Callable[[Handler, str], None]:
+    """A mirror's behaviour: GET /<name> answers `directory/<name>`, or 404."""
+    return lambda h, name: h.send(200, (directory / name).read_bytes()) if (directory / name).is_file() \
+        else h.send(404)
+
+
+def new_authority(directory: Path) -> tuple[trustme.CA, Path]:
+    """A new certificate authority, and its certificate as a file for REQUESTS_CA_BUNDLE."""
+    authority = trustme.CA()
+    authority.cert_pem.write_to_path(str(directory / "ca.pem"))
+    return authority, directory / "ca.pem"
+
+
+def tls(authority: trustme.CA, host: str = "127.0.0.1", **validity: object) -> ssl.SSLContext:
+    """A server's TLS context with a certificate of `authority` for `host` (not_before, not_after)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert(host, **validity).configure_cert(context)
+    return context
+
+
+def closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}/"
+
+
+def verified(directory: Path) -> bool:
+    """`directory` holds the four payloads, each with its sha256, and nothing else."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir()} == {
+        name: payload.sha256 for name, payload in FILES.items()}
