@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         labels += [f"{name} (inverted: dark on light)" if inverted else name for name in names]
         rows.append(x)
     probabilities = load_model(args.model).predict(np.concatenate(rows), verbose=0)
-    for label, p in zip(labels, probabilities):
+    for label, p in zip(labels, probabilities, strict=True):
         best = np.argsort(-p, kind="stable")[: args.top]
         print(f"{label}: " + ", ".join(f"{CLASS_NAMES[c]} {p[c]:.1%}" for c in best))
 

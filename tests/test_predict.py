@@ -55,7 +55,7 @@ def pngs(trained, tmp_path_factory) -> list[Path]:
     """The first N_IMAGES test images as 28x28 8-bit grayscale PNG files."""
     folder = tmp_path_factory.mktemp("pngs")
     paths = [folder / f"test-{i}.png" for i in range(N_IMAGES)]
-    for path, image in zip(paths, trained[1]):
+    for path, image in zip(paths, trained[1], strict=False):
         Image.fromarray(image).save(path)
     return paths
 
@@ -141,7 +141,8 @@ def test_npy_and_idx_batches(trained, tmp_path, capsys):
     model, images, probabilities = trained
     batch = images[:5]
     # Told apart by their content: the names say nothing.
-    files = {"uint8.npy": None, "float.npy": None, "batch": idx_bytes(batch), "batch.bin": gzip.compress(idx_bytes(batch))}
+    files = {"uint8.npy": None, "float.npy": None, "batch": idx_bytes(batch),
+             "batch.bin": gzip.compress(idx_bytes(batch))}
     np.save(tmp_path / "uint8.npy", batch)  # n x 28 x 28, 0-255
     np.save(tmp_path / "float.npy", predict.scale(batch))  # n x 784 in [0, 1]
     for name, data in files.items():
@@ -164,7 +165,8 @@ BAD_INPUTS = {
                   "shape.npy: an array of shape (3, 27, 27); expected n x 784 or n x 28 x 28, n > 0"),
     "empty.npy": (np.zeros((0, 784), np.uint8),
                   "empty.npy: an array of shape (0, 784); expected n x 784 or n x 28 x 28, n > 0"),
-    "range.npy": (np.full((2, 784), 255.0), "range.npy: float64 values must be uint8 0-255 or floats in [0, 1]"),
+    "range.npy": (np.full((2, 784), 255.0),
+                  "range.npy: float64 values must be uint8 0-255 or floats in [0, 1]"),
     "labels-idx1-ubyte": (b"\x00\x00\x08\x01\x00\x00\x00\x01\x07",
                           "labels-idx1-ubyte: magic number 2049, expected 2051"),
 }
@@ -193,7 +195,8 @@ def test_a_bad_model_is_one_line_and_exit_1(pngs, tmp_path, capsys):
         missing: f"error: {missing}: no such model file (`dvc pull data/model.keras` fetches the pipeline's; "
                  "docs/registry.md says how to get a released version)",
         text: f"error: {text}: not a .keras model file (the zip archive `model.save` writes)",
-        foreign: f"error: cannot load model {foreign}: \"There is no item named 'config.json' in the archive\"",
+        foreign: f"error: cannot load model {foreign}: "
+                 "\"There is no item named 'config.json' in the archive\"",
     }
     for model, message in expected.items():
         assert cli(capsys, "--model", model, pngs[0]) == (1, [], [message])

@@ -79,7 +79,7 @@ def downloaded(release, tmp_path_factory) -> tuple[Path, str]:
 
 
 def md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
+    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()  # DVC's object id
 
 
 def test_register_and_assign_push_gto_tags_to_origin(release, tmp_path):
@@ -108,7 +108,7 @@ def test_predict_with_the_downloaded_model_prints_evaluates_classes(release, dow
     images = predict.parse_idx(gzip.decompress((DATASET / "t10k-images-idx3-ubyte.gz").read_bytes()),
                                predict.IMAGES_MAGIC)
     pngs = [tmp_path / f"test-{i}.png" for i in range(10)]
-    for path, image in zip(pngs, images):
+    for path, image in zip(pngs, images, strict=False):
         Image.fromarray(image).save(path)
     if "keras" not in sys.modules:  # Keras writes its config on first import: not in the user's home
         os.environ["KERAS_HOME"] = str(tmp_path / "keras-home")
