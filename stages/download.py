@@ -1,12 +1,9 @@
 """Stage 1: the four Fashion-MNIST files from the first source where all of them verify.
 
 Sources, in order, are local directories (Debian's dataset-fashion-mnist first) or http(s) mirrors,
-fetched by pooch with its retries and requests' timeout (seconds without data). data/raw/ holds the
-decompressed IDX payloads, each verified by pooch against its sha256 in stages/data.py: mirrors
-recompress (Debian's .gz headers differ from upstream's), the payloads do not, so data/raw/ is the
-same whichever source served it. It is written atomically: whole, or left as it was. HTTPS is
-verified as requests does (certifi's authorities; behind a proxy that re-signs TLS, point
-REQUESTS_CA_BUNDLE at its certificate). Nothing downloaded is executed or unpickled.
+fetched by pooch (retries; requests' timeout, in seconds without data, and its HTTPS checks: behind a
+proxy that re-signs TLS, point REQUESTS_CA_BUNDLE at its certificate). data/raw/ holds the decompressed
+payloads, verified against their sha256: mirrors recompress, the payloads are the same everywhere.
 """
 
 import gzip
@@ -33,10 +30,8 @@ class SourceFailed(Exception):
 
 
 def gunzip(http: pooch.HTTPDownloader | None) -> Callable[[str, str, pooch.Pooch], None]:
-    """A pooch downloader storing the payload of a .gz: a URL fetched by `http`, or a local file.
-
-    pooch thus checks the payload's sha256, not the .gz's, and retries what requests raises.
-    """
+    """A pooch downloader storing the payload of a .gz (a URL fetched by `http`, or a local file), so
+    that pooch checks the payload's sha256, not the .gz's, and retries what requests raises."""
 
     def downloader(url: str, output_file: str, pup: pooch.Pooch) -> None:
         gz = Path(f"{output_file}.gz") if http else Path(url)
@@ -60,8 +55,8 @@ def gunzip(http: pooch.HTTPDownloader | None) -> Callable[[str, str, pooch.Pooch
 
 
 def download(sources: list[str], out_dir: Path, retries: int = 3, timeout: float = 30) -> str:
-    """Fill `out_dir` from the first source whose four files verify; return that source. If none
-    does, `out_dir` is left as it was and the UserError names each source and its fault."""
+    """Fill `out_dir` (whole, or left as it was) from the first source whose four files verify; return
+    that source. If none does, the UserError names each source and its fault."""
     failures = []
     for number, source in enumerate(sources, 1):
         try:
@@ -82,12 +77,11 @@ def download(sources: list[str], out_dir: Path, retries: int = 3, timeout: float
 
 
 def fetch(source: str, out_dir: Path, retries: int, timeout: float) -> None:
-    """Write the four verified payloads from `source` (a URL or a directory) into `out_dir`."""
     remote = source.startswith(("http://", "https://"))
     base = source.rstrip("/") + "/" if remote else f"{Path(source)}/"
     files = pooch.create(
         path=out_dir, base_url=base,
-        registry={name: f"sha256:{payload.sha256}" for name, payload in FILES.items()},
+        registry={name: f"sha256:{sha256}" for name, sha256 in FILES.items()},
         urls={name: f"{base}{name}.gz" for name in FILES},
         retry_if_failed=retries - 1 if remote else 0,  # a local file reads the same every time
     )
@@ -100,10 +94,8 @@ def fetch(source: str, out_dir: Path, retries: int, timeout: float) -> None:
 
 
 def one_line(error: Exception) -> str:
-    """The reason requests, pooch or gzip gave, without urllib3's wrapping."""
-    # requests wraps urllib3's errors: "('Connection broken: why', IncompleteRead(...))", or
-    # "HTTPSConnectionPool(host=...): Max retries exceeded with url: /x (Caused by
-    # SSLError(SSLCertVerificationError(1, '[SSL: ...] why (_ssl.c:1006)')))": keep the why.
+    """The reason requests, pooch or gzip gave, without urllib3's wrapping: the why of
+    "('Connection broken: why', ...)" or "...(Caused by SSLError(...'[SSL: X] why (_ssl.c:1)')))"."""
     text = str(error)
     if why := re.search(r"^\('(.*?)', .*\)$|\(Caused by .*?\w+\((?:[^'\"(]*, )?(['\"])(.*)\2\)+$", text):
         text = why[1] or why[3]
