@@ -64,11 +64,10 @@ def isolate() -> None:
         os.environ.pop(name, None)  # each would make a result depend on something outside params.yaml
 
 
-# metrics/*.json at the precision that means something, far above float noise (the last bits,
-# which differ between CPUs' kernels) and below any real change. An accuracy is a count ratio k/n:
-# one sample moves it by 1/n, which 6 decimals show for every n up to 10^6. A loss is a mean of
-# float32 terms, equal on two kernel paths to about 2e-7 relative: 5 significant digits (a step
-# of 1e-5 relative) sit 50 times above that and still show one changed sample of 10^4.
+# metrics/*.json at the precision that means something: far above float noise (the last bits differ
+# between CPUs' kernels), below any real change. An accuracy k/n moves by 1/n per sample: 6 decimals
+# show that for every n up to 10^6. A loss, a mean of float32 terms, agrees between kernels to about
+# 2e-7 relative: 5 significant digits sit 50 times above that and still show one changed sample of 10^4.
 ACCURACY_DECIMALS = 6
 LOSS_DIGITS = 5
 
@@ -85,14 +84,21 @@ def rounded(report: Any, key: str = "") -> Any:
     return report
 
 
-def cannot_read(path: str | os.PathLike, problem: str) -> UserError:
-    """The error for a stage's missing or unreadable input, with the command that makes it."""
+@contextlib.contextmanager
+def reading(path: str | os.PathLike, kind: str) -> Iterator[None]:
+    """Turn a failure to read the stage input `path` (missing, unreadable, or not `kind`) into one line
+    with the command that makes it."""
     path = Path(path)
     maker = next((stage for stage, outs in OUTPUTS.items() for out in outs if out in (path, *path.parents)),
                  None)
     how = (f"; `dvc repro {maker}` makes it (or `dvc pull` fetches it, if the team store is set up)"
            if maker else "")
-    return UserError(f"cannot read {path}: {problem}{how}")
+    try:
+        yield
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror or error}{how}") from None
+    except ValueError as error:
+        raise UserError(f"cannot read {path}: not {kind} ({error}){how}") from None
 
 
 @contextlib.contextmanager
@@ -124,12 +130,8 @@ def write_json(path: str | os.PathLike, report: dict[str, Any]) -> None:
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
-    try:
+    with reading(path, "JSON"):
         return json.loads(Path(path).read_text())
-    except OSError as error:
-        raise cannot_read(path, error.strerror) from None
-    except ValueError as error:
-        raise cannot_read(path, f"not JSON ({error})") from None
 
 
 def write_csv(path: str | os.PathLike, columns: dict[str, Sequence[Any]]) -> None:
@@ -142,12 +144,8 @@ def write_csv(path: str | os.PathLike, columns: dict[str, Sequence[Any]]) -> Non
 
 def load_npy(path: str | os.PathLike) -> np.ndarray:
     """Memory-map a .npy file: stages read only the rows they need, without a private copy."""
-    try:
+    with reading(path, "a NumPy array file"):
         return np.load(path, mmap_mode="r")  # allow_pickle=False: no object arrays, no code
-    except OSError as error:
-        raise cannot_read(path, error.strerror or str(error)) from None
-    except ValueError as error:
-        raise cannot_read(path, f"not a NumPy array file ({error})") from None
 
 
 def load_prepared(part: str) -> tuple[np.ndarray, np.ndarray]:
@@ -187,10 +185,8 @@ def read_images_and_labels(images_path: Path, labels_path: Path) -> tuple[np.nda
     """Read an images file and its labels file; check that images are 28x28 and the counts agree."""
     arrays = []
     for path, magic in ((images_path, IMAGES_MAGIC), (labels_path, LABELS_MAGIC)):
-        try:
+        with reading(path, "an IDX file"):
             arrays.append(parse_idx(path.read_bytes(), magic, str(path)))
-        except OSError as error:
-            raise cannot_read(path, error.strerror) from None
     images, labels = arrays
     if images.shape[1:] != (28, 28):
         raise UserError(f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, expected 28x28")

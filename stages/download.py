@@ -6,12 +6,12 @@ proxy that re-signs TLS, point REQUESTS_CA_BUNDLE at its certificate). data/raw/
 payloads, verified against their sha256: mirrors recompress, the payloads are the same everywhere.
 """
 
+import functools
 import gzip
 import re
 import shutil
 import sys
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 
 import pooch
@@ -29,29 +29,25 @@ class SourceFailed(Exception):
     """This source cannot serve a verified file, and another attempt would fail the same way."""
 
 
-def gunzip(http: pooch.HTTPDownloader | None) -> Callable[[str, str, pooch.Pooch], None]:
+def gunzip(url: str, output_file: str, pup: pooch.Pooch, http: pooch.HTTPDownloader | None = None) -> None:
     """A pooch downloader storing the payload of a .gz (a URL fetched by `http`, or a local file), so
     that pooch checks the payload's sha256, not the .gz's, and retries what requests raises."""
-
-    def downloader(url: str, output_file: str, pup: pooch.Pooch) -> None:
-        gz = Path(f"{output_file}.gz") if http else Path(url)
-        try:
-            if http:
-                http(url, str(gz), pup)
-            elif not gz.is_file():
-                raise SourceFailed(f"{gz} does not exist")
-            with gzip.open(gz) as packed, open(output_file, "wb") as payload:
-                shutil.copyfileobj(packed, payload)
-            Path(output_file).chmod(0o644)  # pooch's temporary is private (0600); data/raw is not
-        except requests.exceptions.SSLError as error:  # the next attempt gets the same certificate
-            raise SourceFailed(one_line(error)) from None
-        except (gzip.BadGzipFile, EOFError, zlib.error) as error:  # not OSError: a full disk is not
-            raise SourceFailed(f"{url} is not a valid gzip file ({error})") from None
-        finally:
-            if http:
-                gz.unlink(missing_ok=True)
-
-    return downloader
+    gz = Path(f"{output_file}.gz") if http else Path(url)
+    try:
+        if http:
+            http(url, str(gz), pup)
+        elif not gz.is_file():
+            raise SourceFailed(f"{gz} does not exist")
+        with gzip.open(gz) as packed, open(output_file, "wb") as payload:
+            shutil.copyfileobj(packed, payload)
+        Path(output_file).chmod(0o644)  # pooch's temporary is private (0600); data/raw is not
+    except requests.exceptions.SSLError as error:  # the next attempt gets the same certificate
+        raise SourceFailed(one_line(error)) from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:  # not OSError: a full disk is not
+        raise SourceFailed(f"{url} is not a valid gzip file ({error})") from None
+    finally:
+        if http:
+            gz.unlink(missing_ok=True)
 
 
 def download(sources: list[str], out_dir: Path, retries: int = 3, timeout: float = 30) -> str:
@@ -87,10 +83,9 @@ def fetch(source: str, out_dir: Path, retries: int, timeout: float) -> None:
     )
     terminal = sys.stderr.isatty()  # progress, pooch's bar and its lines, is for a terminal only
     pooch.get_logger().setLevel("INFO" if terminal else "WARNING")
-    downloader = gunzip(pooch.HTTPDownloader(
-        progressbar=terminal, timeout=timeout, chunk_size=1 << 16) if remote else None)
+    http = pooch.HTTPDownloader(progressbar=terminal, timeout=timeout, chunk_size=1 << 16) if remote else None
     for name in FILES:
-        files.fetch(name, downloader=downloader)
+        files.fetch(name, downloader=functools.partial(gunzip, http=http))
 
 
 def one_line(error: Exception) -> str:

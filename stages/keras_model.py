@@ -7,7 +7,7 @@ import sys
 import zipfile
 
 from stages.cli import UserError
-from stages.data import MODEL, cannot_read, isolate
+from stages.data import MODEL, isolate, reading
 
 
 def import_keras(seed: int | None = None):
@@ -50,10 +50,8 @@ def save_model(net, path: str | os.PathLike) -> None:
 
 def load_model(keras, path: str | os.PathLike = MODEL):
     """The trained model, loaded in safe mode (no code from the file runs); a bad file is a UserError."""
-    try:
-        open(path, "rb").close()
-    except OSError as error:
-        raise cannot_read(path, error.strerror) from None
+    with reading(path, "a file"):
+        open(path, "rb").close()  # a missing model: say which stage makes it
     try:
         return keras.models.load_model(path, safe_mode=True)
     except ValueError as error:  # Keras's error for a broken or unsafe file
