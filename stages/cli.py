@@ -1,5 +1,6 @@
 """How a stage run ends: all its outputs in place or none, one line for a user's error, 130 when stopped."""
 
+import contextlib
 import errno
 import os
 import shutil
@@ -32,16 +33,12 @@ def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM (`kill`, DVC's queue) unwinds like Ctrl-C
-
-
 def run(main: Callable[[], None]) -> None:
     """Run a stage's `main`: its outputs appear together when it returns, or not at all (an error or
     an interruption at any point leaves them as they were); exit 1 with one line on a UserError or a
     full disk, 130 on Ctrl-C or SIGTERM."""
     global _pending
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill`, DVC's queue: unwinds like Ctrl-C
     _pending, finished = [], []
     try:
         main()
@@ -50,10 +47,8 @@ def run(main: Callable[[], None]) -> None:
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         while finished:
             put_in_place(*finished.pop(0))
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-        except KeyboardInterrupt:
-            pass
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)

@@ -7,27 +7,18 @@ import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from stages.cli import UserError, put_in_place, remove
 
-
-class Payload(NamedTuple):
-    sha256: str  # of the decompressed IDX bytes: mirrors recompress, so the .gz bytes differ
-    size: int
-
-
-FILES: dict[str, Payload] = {
-    "train-images-idx3-ubyte":
-        Payload("c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888", 47_040_016),
-    "train-labels-idx1-ubyte":
-        Payload("bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9", 60_008),
-    "t10k-images-idx3-ubyte":
-        Payload("5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b", 7_840_016),
-    "t10k-labels-idx1-ubyte":
-        Payload("0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34", 10_008),
+# The sha256 of each file's decompressed IDX bytes: mirrors recompress, so the .gz bytes differ.
+FILES = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
 }
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -63,24 +54,20 @@ OUTPUTS: dict[str, tuple[Path, ...]] = {
 # ~/.cache. Experiments run in parallel by `dvc queue start -j N` would share those files, so both
 # homes point into the workspace (git-ignored; each queued experiment runs in its own copy).
 STAGE_HOME = Path(".dvc/tmp/stage-home")
-# Read at import, each would make a result depend on something outside params.yaml.
-UNSET = ("KERAS_MAX_EPOCHS", "KERAS_MAX_STEPS_PER_EPOCH", "MATPLOTLIBRC")
 
 
 def isolate() -> None:
-    """Point Keras and Matplotlib at STAGE_HOME and fix the variables they read at import."""
     home = STAGE_HOME.resolve()
     os.environ.update(KERAS_HOME=str(home / "keras"), MPLCONFIGDIR=str(home / "matplotlib"),
                       KERAS_BACKEND="tensorflow")  # the stages use TensorFlow directly
-    for name in UNSET:
-        os.environ.pop(name, None)
+    for name in ("KERAS_MAX_EPOCHS", "KERAS_MAX_STEPS_PER_EPOCH", "MATPLOTLIBRC"):
+        os.environ.pop(name, None)  # each would make a result depend on something outside params.yaml
 
 
-# metrics/*.json at the precision that means something, far above float noise (the last bits,
-# which differ between CPUs' kernels) and below any real change. An accuracy is a count ratio k/n:
-# one sample moves it by 1/n, which 6 decimals show for every n up to 10^6. A loss is a mean of
-# float32 terms, equal on two kernel paths to about 2e-7 relative: 5 significant digits (a step
-# of 1e-5 relative) sit 50 times above that and still show one changed sample of 10^4.
+# metrics/*.json at the precision that means something: far above float noise (the last bits differ
+# between CPUs' kernels), below any real change. An accuracy k/n moves by 1/n per sample: 6 decimals
+# show that for every n up to 10^6. A loss, a mean of float32 terms, agrees between kernels to about
+# 2e-7 relative: 5 significant digits sit 50 times above that and still show one changed sample of 10^4.
 ACCURACY_DECIMALS = 6
 LOSS_DIGITS = 5
 
@@ -97,14 +84,21 @@ def rounded(report: Any, key: str = "") -> Any:
     return report
 
 
-def cannot_read(path: str | os.PathLike, problem: str) -> UserError:
-    """The error for a stage's input that is missing or unreadable, with the command that makes it."""
+@contextlib.contextmanager
+def reading(path: str | os.PathLike, kind: str) -> Iterator[None]:
+    """Turn a failure to read the stage input `path` (missing, unreadable, or not `kind`) into one line
+    with the command that makes it."""
     path = Path(path)
     maker = next((stage for stage, outs in OUTPUTS.items() for out in outs if out in (path, *path.parents)),
                  None)
     how = (f"; `dvc repro {maker}` makes it (or `dvc pull` fetches it, if the team store is set up)"
            if maker else "")
-    return UserError(f"cannot read {path}: {problem}{how}")
+    try:
+        yield
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror or error}{how}") from None
+    except ValueError as error:
+        raise UserError(f"cannot read {path}: not {kind} ({error}){how}") from None
 
 
 @contextlib.contextmanager
@@ -131,22 +125,17 @@ def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Pa
 
 
 def write_json(path: str | os.PathLike, report: dict[str, Any]) -> None:
-    """Write a report to metrics/ as indented JSON, atomically, each figure `rounded`."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(rounded(report), indent=2) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
-    try:
+    with reading(path, "JSON"):
         return json.loads(Path(path).read_text())
-    except OSError as error:
-        raise cannot_read(path, error.strerror) from None
-    except ValueError as error:
-        raise cannot_read(path, f"not JSON ({error})") from None
 
 
 def write_csv(path: str | os.PathLike, columns: dict[str, Sequence[Any]]) -> None:
-    """Write equal-length `columns` as a CSV table with a header row, atomically (a DVC plot)."""
+    """Write equal-length `columns` as a CSV table with a header row (a DVC plot)."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as file:
         writer = csv.writer(file, lineterminator="\n")
         writer.writerow(columns)
@@ -155,12 +144,8 @@ def write_csv(path: str | os.PathLike, columns: dict[str, Sequence[Any]]) -> Non
 
 def load_npy(path: str | os.PathLike) -> np.ndarray:
     """Memory-map a .npy file: stages read only the rows they need, without a private copy."""
-    try:
+    with reading(path, "a NumPy array file"):
         return np.load(path, mmap_mode="r")  # allow_pickle=False: no object arrays, no code
-    except OSError as error:
-        raise cannot_read(path, error.strerror or str(error)) from None
-    except ValueError as error:
-        raise cannot_read(path, f"not a NumPy array file ({error})") from None
 
 
 def load_prepared(part: str) -> tuple[np.ndarray, np.ndarray]:
@@ -181,7 +166,6 @@ LABELS_MAGIC = 2049  # unsigned bytes, 1 dimension
 
 
 def parse_idx(data: bytes, magic: int, name: str = "IDX data") -> np.ndarray:
-    """Parse IDX bytes with the expected magic number into a read-only uint8 array."""
     ndim = magic & 0xFF  # the magic number's last byte counts the dimensions
     header_size = 4 + 4 * ndim
     if len(data) >= 4 and (found := int.from_bytes(data[:4], "big")) != magic:
@@ -199,17 +183,13 @@ def parse_idx(data: bytes, magic: int, name: str = "IDX data") -> np.ndarray:
 
 def read_images_and_labels(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read an images file and its labels file; check that images are 28x28 and the counts agree."""
-    images, labels = (parse_idx(_read(path), magic, str(path))
-                      for path, magic in ((images_path, IMAGES_MAGIC), (labels_path, LABELS_MAGIC)))
+    arrays = []
+    for path, magic in ((images_path, IMAGES_MAGIC), (labels_path, LABELS_MAGIC)):
+        with reading(path, "an IDX file"):
+            arrays.append(parse_idx(path.read_bytes(), magic, str(path)))
+    images, labels = arrays
     if images.shape[1:] != (28, 28):
         raise UserError(f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, expected 28x28")
     if len(images) != len(labels):
         raise UserError(f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels")
     return images, labels
-
-
-def _read(path: str | os.PathLike) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as error:
-        raise cannot_read(path, error.strerror) from None

@@ -1,20 +1,17 @@
 """Stage 1: the four Fashion-MNIST files from the first source where all of them verify.
 
 Sources, in order, are local directories (Debian's dataset-fashion-mnist first) or http(s) mirrors,
-fetched by pooch with its retries and requests' timeout (seconds without data). data/raw/ holds the
-decompressed IDX payloads, each verified by pooch against its sha256 in stages/data.py: mirrors
-recompress (Debian's .gz headers differ from upstream's), the payloads do not, so data/raw/ is the
-same whichever source served it. It is written atomically: whole, or left as it was. HTTPS is
-verified as requests does (certifi's authorities; behind a proxy that re-signs TLS, point
-REQUESTS_CA_BUNDLE at its certificate). Nothing downloaded is executed or unpickled.
+fetched by pooch (retries; requests' timeout, in seconds without data, and its HTTPS checks: behind a
+proxy that re-signs TLS, point REQUESTS_CA_BUNDLE at its certificate). data/raw/ holds the decompressed
+payloads, verified against their sha256: mirrors recompress, the payloads are the same everywhere.
 """
 
+import functools
 import gzip
 import re
 import shutil
 import sys
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 
 import pooch
@@ -32,36 +29,30 @@ class SourceFailed(Exception):
     """This source cannot serve a verified file, and another attempt would fail the same way."""
 
 
-def gunzip(http: pooch.HTTPDownloader | None) -> Callable[[str, str, pooch.Pooch], None]:
-    """A pooch downloader storing the payload of a .gz: a URL fetched by `http`, or a local file.
-
-    pooch thus checks the payload's sha256, not the .gz's, and retries what requests raises.
-    """
-
-    def downloader(url: str, output_file: str, pup: pooch.Pooch) -> None:
-        gz = Path(f"{output_file}.gz") if http else Path(url)
-        try:
-            if http:
-                http(url, str(gz), pup)
-            elif not gz.is_file():
-                raise SourceFailed(f"{gz} does not exist")
-            with gzip.open(gz) as packed, open(output_file, "wb") as payload:
-                shutil.copyfileobj(packed, payload)
-            Path(output_file).chmod(0o644)  # pooch's temporary is private (0600); data/raw is not
-        except requests.exceptions.SSLError as error:  # the next attempt gets the same certificate
-            raise SourceFailed(one_line(error)) from None
-        except (gzip.BadGzipFile, EOFError, zlib.error) as error:  # not OSError: a full disk is not
-            raise SourceFailed(f"{url} is not a valid gzip file ({error})") from None
-        finally:
-            if http:
-                gz.unlink(missing_ok=True)
-
-    return downloader
+def gunzip(url: str, output_file: str, pup: pooch.Pooch, http: pooch.HTTPDownloader | None = None) -> None:
+    """A pooch downloader storing the payload of a .gz (a URL fetched by `http`, or a local file), so
+    that pooch checks the payload's sha256, not the .gz's, and retries what requests raises."""
+    gz = Path(f"{output_file}.gz") if http else Path(url)
+    try:
+        if http:
+            http(url, str(gz), pup)
+        elif not gz.is_file():
+            raise SourceFailed(f"{gz} does not exist")
+        with gzip.open(gz) as packed, open(output_file, "wb") as payload:
+            shutil.copyfileobj(packed, payload)
+        Path(output_file).chmod(0o644)  # pooch's temporary is private (0600); data/raw is not
+    except requests.exceptions.SSLError as error:  # the next attempt gets the same certificate
+        raise SourceFailed(one_line(error)) from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:  # not OSError: a full disk is not
+        raise SourceFailed(f"{url} is not a valid gzip file ({error})") from None
+    finally:
+        if http:
+            gz.unlink(missing_ok=True)
 
 
 def download(sources: list[str], out_dir: Path, retries: int = 3, timeout: float = 30) -> str:
-    """Fill `out_dir` from the first source whose four files verify; return that source. If none
-    does, `out_dir` is left as it was and the UserError names each source and its fault."""
+    """Fill `out_dir` (whole, or left as it was) from the first source whose four files verify; return
+    that source. If none does, the UserError names each source and its fault."""
     failures = []
     for number, source in enumerate(sources, 1):
         try:
@@ -82,28 +73,24 @@ def download(sources: list[str], out_dir: Path, retries: int = 3, timeout: float
 
 
 def fetch(source: str, out_dir: Path, retries: int, timeout: float) -> None:
-    """Write the four verified payloads from `source` (a URL or a directory) into `out_dir`."""
     remote = source.startswith(("http://", "https://"))
     base = source.rstrip("/") + "/" if remote else f"{Path(source)}/"
     files = pooch.create(
         path=out_dir, base_url=base,
-        registry={name: f"sha256:{payload.sha256}" for name, payload in FILES.items()},
+        registry={name: f"sha256:{sha256}" for name, sha256 in FILES.items()},
         urls={name: f"{base}{name}.gz" for name in FILES},
         retry_if_failed=retries - 1 if remote else 0,  # a local file reads the same every time
     )
     terminal = sys.stderr.isatty()  # progress, pooch's bar and its lines, is for a terminal only
     pooch.get_logger().setLevel("INFO" if terminal else "WARNING")
-    downloader = gunzip(pooch.HTTPDownloader(
-        progressbar=terminal, timeout=timeout, chunk_size=1 << 16) if remote else None)
+    http = pooch.HTTPDownloader(progressbar=terminal, timeout=timeout, chunk_size=1 << 16) if remote else None
     for name in FILES:
-        files.fetch(name, downloader=downloader)
+        files.fetch(name, downloader=functools.partial(gunzip, http=http))
 
 
 def one_line(error: Exception) -> str:
-    """The reason requests, pooch or gzip gave, without urllib3's wrapping."""
-    # requests wraps urllib3's errors: "('Connection broken: why', IncompleteRead(...))", or
-    # "HTTPSConnectionPool(host=...): Max retries exceeded with url: /x (Caused by
-    # SSLError(SSLCertVerificationError(1, '[SSL: ...] why (_ssl.c:1006)')))": keep the why.
+    """The reason requests, pooch or gzip gave, without urllib3's wrapping: the why of
+    "('Connection broken: why', ...)" or "...(Caused by SSLError(...'[SSL: X] why (_ssl.c:1)')))"."""
     text = str(error)
     if why := re.search(r"^\('(.*?)', .*\)$|\(Caused by .*?\w+\((?:[^'\"(]*, )?(['\"])(.*)\2\)+$", text):
         text = why[1] or why[3]

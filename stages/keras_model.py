@@ -7,18 +7,15 @@ import sys
 import zipfile
 
 from stages.cli import UserError
-from stages.data import MODEL, cannot_read, isolate
-
-FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
+from stages.data import MODEL, isolate, reading
 
 
 def import_keras(seed: int | None = None):
-    """Import and return Keras with deterministic kernels, seeding Python, NumPy and TensorFlow."""
+    """Keras with deterministic kernels, Python, NumPy and TensorFlow seeded by `seed`."""
     if "keras" not in sys.modules:  # noqa: TID251 (read only: Keras and TensorFlow read their environment at import)
-        # TensorFlow's documented filter of its C++ log lines: 3 hides INFO, WARNING and ERROR, and
-        # so the meaningless `E0000 ... node_def_util.cc ... use_unbounded_threadpool` of every
-        # run (real failures still raise a Python exception). absl's pre-init notice and oneDNN's
-        # note are written before TensorFlow applies it: no documented setting hides them.
+        # TensorFlow's documented log filter: 3 hides its C++ INFO, WARNING and ERROR lines, such as
+        # every run's meaningless `E0000 ... use_unbounded_threadpool` (real failures still raise).
+        # absl's and oneDNN's notes come before it applies: no documented setting hides them.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         isolate()
     import keras
@@ -47,16 +44,14 @@ def save_model(net, path: str | os.PathLike) -> None:
             elif info.filename == "config.json":
                 data = re.sub(rb'"shared_object_id": (\d+)',
                               lambda m: b'"shared_object_id": %d' % ids.setdefault(m[1], len(ids) + 1), data)
-            info.date_time = FIXED_TIME
+            info.date_time = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
             archive.writestr(info, data)
 
 
 def load_model(keras, path: str | os.PathLike = MODEL):
     """The trained model, loaded in safe mode (no code from the file runs); a bad file is a UserError."""
-    try:
-        open(path, "rb").close()
-    except OSError as error:
-        raise cannot_read(path, error.strerror) from None
+    with reading(path, "a file"):
+        open(path, "rb").close()  # a missing model: say which stage makes it
     try:
         return keras.models.load_model(path, safe_mode=True)
     except ValueError as error:  # Keras's error for a broken or unsafe file

@@ -1,8 +1,6 @@
-"""params.yaml: read safely, and validated key by key before any stage does work.
-
-Each stage asks only for the keys it declares in dvc.yaml, so a bad value of one stage's
-param never stops another stage, and every message names the key, the value and what is allowed.
-"""
+"""params.yaml, read safely and validated before any stage does work. Each stage asks only for the
+keys it declares in dvc.yaml, so a bad value of one stage's param never stops another stage, and
+every message names the key, the value and what is allowed."""
 
 import os
 import re
@@ -60,9 +58,7 @@ class Model(Section):
     dropout: float = Field(ge=0, lt=1, description="a number in [0, 1)")
 
 
-class Params(Section):
-    """Every key of params.yaml, each with what it allows (the messages quote it)."""
-
+class Params(Section):  # every key of params.yaml, each with what it allows (the messages quote it)
     seed: int = Field(ge=0, le=2**32 - 1, description="an integer from 0 to 4294967295")
     max_samples: int | None = Field(ge=500, description="null or an integer >= 500")  # null: all
     epochs: int = Field(ge=1, le=1000, description="an integer from 1 to 1000")
@@ -77,11 +73,8 @@ SCHEMA = Params.model_fields
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses a key given twice in one mapping, as DVC does.
-
-    SafeLoader keeps the last of two equal keys without a word: `epochs: 5` then `epochs: 50`
-    would train 50 epochs while the eye reads 5.
-    """
+    """A SafeLoader that refuses a key given twice, as DVC does (SafeLoader keeps the last without a
+    word: `epochs: 5` then `epochs: 50` would train 50 epochs while the eye reads 5)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         first_line: dict[Any, int] = {}
@@ -115,31 +108,21 @@ def load(*keys: str, path: str | os.PathLike = PARAMS_FILE) -> Any:
     try:
         return model.model_validate({key: raw[key] for key in keys if key in raw})
     except ValidationError as error:
-        raise UserError(describe(error.errors()[0], raw, path)) from None
+        raise UserError(describe(error.errors()[0], path)) from None
 
 
-def describe(problem: dict, raw: dict[str, Any], path: str | os.PathLike) -> str:
+def describe(problem: dict, path: str | os.PathLike) -> str:
     """One line for pydantic's `problem`: the key, the value, and what is allowed."""
-    loc = problem["loc"]
-    key = ".".join(map(str, loc))
-    model, value, allowed = Params, raw, ""
-    for part in loc:  # down to the field that says what it allows, and the value given
-        field = model.model_fields.get(part) if isinstance(part, str) and model else None
-        if field is not None:
-            annotation = field.annotation
-            model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-            allowed = field.description or "a mapping of " + ", ".join(model.model_fields)
-        value = value[part] if isinstance(value, dict | list) and _has(value, part) else value
+    key = ".".join(map(str, problem["loc"]))
+    fields, allowed = Params.model_fields, ""
+    for part in problem["loc"]:  # down to the field that says what it allows (a list index does not)
+        if (field := fields.get(part)) is not None:
+            fields = getattr(field.annotation, "model_fields", {})  # a section's keys; none below a value
+            allowed = field.description or "a mapping of " + ", ".join(fields)
     allowed = f" (allowed: {allowed})" if allowed else ""
     if problem["type"] == "missing":
         return f"{path}: {key} is missing{allowed}"
     if problem["type"] == "extra_forbidden":
         return f"{path}: unknown key {key}"
     why = problem["msg"].removeprefix("Value error, ")
-    return f"{path}: {key} = {value!r} is not allowed: {why}{allowed}"
-
-
-def _has(container: dict | list, part: Any) -> bool:
-    if isinstance(container, dict):
-        return part in container
-    return isinstance(part, int) and part < len(container)
+    return f"{path}: {key} = {problem['input']!r} is not allowed: {why}{allowed}"

@@ -1,7 +1,5 @@
-"""Stage 2: read the IDX files, scale pixels to [0, 1] as float32 and flatten each image to 784 values.
-
-Also describes the data (metrics/data.json) and shows the first 10 training images.
-"""
+"""Stage 2: read the IDX files, scale pixels to [0, 1] as float32 and flatten each image to 784 values;
+describe the data (metrics/data.json) and show the first 10 training images."""
 
 import numpy as np
 
@@ -42,9 +40,8 @@ def main() -> None:
     p = params.load(*PARAMS)
     sets = {}  # all four files read and checked before anything is written
     for prefix, stem in (("train", "train"), ("test", "t10k")):
-        images, labels = read_images_and_labels(
-            RAW_DIR / f"{stem}-images-idx3-ubyte", RAW_DIR / f"{stem}-labels-idx1-ubyte"
-        )
+        images, labels = read_images_and_labels(RAW_DIR / f"{stem}-images-idx3-ubyte",
+                                                RAW_DIR / f"{stem}-labels-idx1-ubyte")
         sets[prefix] = images[: p.max_samples], labels[: p.max_samples]  # [:None] keeps all
 
     description = {}

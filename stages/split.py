@@ -1,9 +1,6 @@
-"""Stage 3: split the prepared training samples into train and validation.
-
-The split is stored as two index arrays, not as copies of the images: DVC then hashes and
-caches half a megabyte instead of 190 MB, and train and evaluate take their rows from
-data/prepared by memory mapping.
-"""
+"""Stage 3: split the prepared training samples into train and validation, stored as two index arrays,
+not as copies of the images: DVC then hashes and caches half a megabyte instead of 190 MB, and train
+and evaluate take their rows from data/prepared by memory mapping."""
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -17,8 +14,7 @@ PARAMS = ("seed", "split")
 
 def split_indices(n_samples: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train and validation row indices, as `train_test_split(X, y, test_size, random_state)` picks them."""
-    train, val = train_test_split(np.arange(n_samples), test_size=test_size, random_state=seed)
-    return train, val
+    return tuple(train_test_split(np.arange(n_samples), test_size=test_size, random_state=seed))
 
 
 def main() -> None:

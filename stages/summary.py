@@ -1,14 +1,13 @@
 """Stage 7: the study's figures in one metrics file: SGD logistic regression beside the Keras network.
-
-The three accuracies the study compares come first: `dvc exp show` orders its columns so.
-"""
+The three accuracies the study compares come first: `dvc exp show` orders its columns so."""
 
 from stages.cli import run
 from stages.data import EVALUATE_REPORT, SGD_CV_REPORT, SUMMARY_METRICS, TRAIN_REPORT, read_json, write_json
 
 
-def summarize(sgd_cv: dict, training: dict, evaluation: dict) -> dict[str, float]:
-    return {
+def main() -> None:
+    sgd_cv, training, evaluation = map(read_json, (SGD_CV_REPORT, TRAIN_REPORT, EVALUATE_REPORT))
+    summary = {
         "sgd_cv_accuracy": sgd_cv["accuracy"]["mean"],
         "keras_val_accuracy": evaluation["val"]["accuracy"],
         "keras_test_accuracy": evaluation["test"]["accuracy"],
@@ -18,10 +17,6 @@ def summarize(sgd_cv: dict, training: dict, evaluation: dict) -> dict[str, float
         "keras_val_loss": evaluation["val"]["loss"],
         "keras_test_loss": evaluation["test"]["loss"],
     }
-
-
-def main() -> None:
-    summary = summarize(read_json(SGD_CV_REPORT), read_json(TRAIN_REPORT), read_json(EVALUATE_REPORT))
     for key, value in summary.items():
         print(f"{key:>20}: {value:.4f}")
     write_json(SUMMARY_METRICS, summary)

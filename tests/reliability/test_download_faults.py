@@ -182,7 +182,7 @@ def test_damaged_package_files_say_reinstall(tmp_path, monkeypatch, capsys):
     code, lines = stage_run(lambda: stage.download([str(package)], out), capsys)
     assert code == 1 and lines[-1].startswith(
         f"error: no source could provide Fashion-MNIST. Tried: {package}: SHA256 hash of downloaded "
-        f"file ({FIRST}) does not match the known hash: expected sha256:{FILES[FIRST].sha256} but got "
+        f"file ({FIRST}) does not match the known hash: expected sha256:{FILES[FIRST]} but got "
         f"{hashlib.sha256(b'damaged').hexdigest()}."), lines
     assert lines[-1].endswith(f". Fix: the files of dataset-fashion-mnist in {package} are damaged: "
                               "`apt-get install --reinstall dataset-fashion-mnist`"), lines[-1]
