@@ -1,0 +1,93 @@
+"""Write the documentation's generated tables between their markers, from the files they describe.
+
+    python -m scripts.doc_tables          # rewrite them
+    python -m scripts.doc_tables --check  # exit 1 if one is stale (tests/test_docs.py runs this)
+
+- README.md `results`: metrics/summary.json, the study's figures as `dvc repro` last wrote them;
+- docs/params.md `params`: each key of params.yaml, its default, what it allows (the same text
+  the stages' error messages quote, from stages/params.py) and the stages that read it (dvc.yaml).
+
+The other generated tables have generators of their own, which run the pipeline or the suite:
+the README's experiments (scripts.experiments_table), the fault table (tests.reliability.count_cases)
+and the benchmark figures (bench.run, bench.sweep).
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from scripts.toolkit import REPO, flatten
+
+FIGURES = {  # metrics/summary.json key → what the README calls it
+    "sgd_cv_accuracy": "SGD logistic regression, 5-fold CV accuracy",
+    "sgd_cv_accuracy_std": "… its standard deviation over the folds",
+    "keras_val_accuracy": "Keras softmax layer, validation accuracy",
+    "keras_test_accuracy": "Keras softmax layer, test accuracy",
+    "keras_train_accuracy": "Keras softmax layer, training accuracy (last epoch)",
+    "keras_train_loss": "… training loss (last epoch)",
+    "keras_val_loss": "… validation loss",
+    "keras_test_loss": "… test loss",
+}
+
+
+def replace_block(text: str, name: str, block: str) -> str:
+    """`text` with what lies between `<!-- name:start -->` and `<!-- name:end -->` replaced by `block`."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        raise SystemExit(f"error: the markers {start} ... {end} are missing")
+    head, rest = text.split(start, 1)
+    return f"{head}{start}\n{block}{end}{rest.split(end, 1)[1]}"
+
+
+def results_table(summary: dict[str, float]) -> str:
+    rows = [f"| {FIGURES[key]} | {summary[key]} |" for key in FIGURES]
+    return "\n".join(["| figure (`metrics/summary.json`) | value |", "|---|---:|", *rows]) + "\n"
+
+
+def params_table(params: dict, stages: dict) -> str:
+    from stages.params import SCHEMA
+
+    readers: dict[str, list[str]] = {}
+    for stage, spec in stages.items():
+        for key in spec.get("params", []):
+            readers.setdefault(key, []).append(stage)
+    rows = []
+    for key, default in flatten(params).items():
+        section, _, name = key.partition(".")
+        field = SCHEMA[section].annotation.model_fields[name] if name else SCHEMA[section]
+        shown = json.dumps(default) if not isinstance(default, str) else default
+        rows.append(f"| `{key}` | `{shown}` | {field.description} | {', '.join(readers[section])} |")
+    return "\n".join(["| key | default | allowed | read by |", "|---|---|---|---|", *rows]) + "\n"
+
+
+def generated() -> dict[Path, str]:
+    """Each document's text with its tables as the files they describe say."""
+    readme, params_doc = REPO / "README.md", REPO / "docs" / "params.md"
+    summary = json.loads((REPO / "metrics" / "summary.json").read_text())
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    return {
+        readme: replace_block(readme.read_text(), "results", results_table(summary)),
+        params_doc: replace_block(params_doc.read_text(), "params", params_table(params, stages)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if a table is stale; write nothing")
+    args = parser.parse_args(argv)
+    stale = [path for path, text in generated().items() if path.read_text() != text]
+    if args.check:
+        for path in stale:
+            print(f"error: {path.relative_to(REPO)} is stale: run `python -m scripts.doc_tables`", file=sys.stderr)
+        return 1 if stale else 0
+    for path, text in generated().items():
+        path.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
