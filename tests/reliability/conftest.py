@@ -2,8 +2,8 @@
 snapshots of a tree, a second pipeline run from scratch.
 
 Every test in this folder gets the `reliability` marker: `pytest -m reliability` or
-`pytest tests/reliability` runs the suite alone; `python tests/reliability/count_cases.py`
-prints the README's table of fault classes and cases.
+`pytest tests/reliability` runs the suite alone; `python -m tests.reliability.count_cases`
+writes the fault table of tests/reliability/README.md.
 """
 
 import datetime
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 import trustme
-from conftest import PIPELINE_PARAMS, Repro, dvc, make_project, wait_for
+from conftest import PIPELINE_PARAMS
 
-from scripts.storage import free_port
+from scripts.toolkit import VENV_BIN, copy_project, dvc, free_port, venv_env
 
 HERE = Path(__file__).resolve().parent
 
@@ -253,7 +253,7 @@ class Attempt:
 @dataclass
 class ConcurrentRun:
     project: Path
-    first: Repro
+    first_output: str
     first_code: int
     attempts: dict[str, Attempt]  # by the stage the first run was in
 
@@ -264,19 +264,26 @@ CONCURRENT_DURING = ("sgd_cv", "train")
 # The second run from scratch is the reference's twin: the same params, so the same bytes.
 @pytest.fixture(scope="session")
 def concurrent_run(tmp_path_factory, dataset) -> ConcurrentRun:
-    """A second run from scratch; while it runs sgd_cv, then train, `dvc repro` is tried again."""
-    project = make_project(tmp_path_factory.mktemp("concurrent") / "project", **PIPELINE_PARAMS,
-                           **{"download.sources": [str(dataset)]})
-    first = Repro(project)
-    attempts = {}
+    """A second run from scratch; once it prints that it runs sgd_cv, then train, `dvc repro` is
+    tried again in the same project."""
+    project = copy_project(tmp_path_factory.mktemp("concurrent") / "project", PIPELINE_PARAMS)
+    # DVC runs each cmd with `$SHELL -c`; /bin/sh (dash) forks, leaving a shell between DVC and
+    # the stage, as in CI and under cron where SHELL is unset.
+    first = subprocess.Popen([str(VENV_BIN / "dvc"), "repro"], cwd=project, text=True,
+                             env=venv_env({"PYTHONUNBUFFERED": "1", "SHELL": "/bin/sh"}),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines, attempts = [], {}
     try:
-        for name in CONCURRENT_DURING:
-            assert wait_for(lambda: first.stage_process(name), timeout=240), first.output
-            start = time.monotonic()
-            result = dvc(project, "repro", check=False)
-            attempts[name] = Attempt(result, time.monotonic() - start, first.process.poll() is None)
-        code = first.wait(300)
+        for line in first.stdout:
+            lines.append(line)
+            during = next((name for name in CONCURRENT_DURING if f"Running stage '{name}'" in line), None)
+            if during:
+                start = time.monotonic()
+                result = dvc(project, "repro", check=False)
+                attempts[during] = Attempt(result, time.monotonic() - start, first.poll() is None)
+        code = first.wait(600)
     finally:
-        if first.process.poll() is None:
+        if first.poll() is None:
             first.kill()
-    return ConcurrentRun(project, first, code, attempts)
+            first.wait()
+    return ConcurrentRun(project, "".join(lines), code, attempts)

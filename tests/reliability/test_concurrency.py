@@ -7,7 +7,7 @@ with its read/write lock instead (.dvc/tmp/rwlock): the second run is refused ei
 import json
 
 import pytest
-from conftest import dvc, temporaries
+from scripts.toolkit import dvc, temporaries
 
 from .conftest import CONCURRENT_DURING, summary_bytes
 
@@ -32,7 +32,7 @@ def test_a_second_repro_is_refused_cleanly(during, concurrent_run):
 
 def test_the_first_run_finishes_intact(concurrent_run, reference):
     project = concurrent_run.project
-    assert concurrent_run.first_code == 0, concurrent_run.first.output[-3000:]
+    assert concurrent_run.first_code == 0, concurrent_run.first_output[-3000:]
     assert json.loads(dvc(project, "status", "--json").stdout) == {}
     assert summary_bytes(project) == summary_bytes(reference)
     assert temporaries(project) == []
