@@ -29,12 +29,10 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-import yaml
-from scripts.project_files import PROJECT_FILES
+from scripts.toolkit import REPO, VENV_BIN, copy_project
 
-REPO = Path(__file__).resolve().parents[1]
 PYTHON = Path(sys.executable)  # the venv's python: bench.run runs in it
-BIN = PYTHON.parent
+BIN = VENV_BIN
 GIB = 1 << 30
 START, END = "<!-- figures:start -->", "<!-- figures:end -->"
 TARGETS = {"cold": 1.0, "exp": 0.45, "noop_s": 1.0, "rss": GIB}
@@ -88,21 +86,8 @@ class Bench:
 
     def project(self, i: int) -> Path:
         """A fresh copy of the project: its own git repository, an empty DVC cache."""
-        root = self.work / f"project-{i}"
-        for name in PROJECT_FILES:
-            source, target = REPO / name, root / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if source.is_dir():
-                shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copy2(source, target)
-        params = yaml.safe_load((root / "params.yaml").read_text())
-        params.update(max_samples=self.args.max_samples, epochs=self.args.epochs)
-        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "project"]):
-            subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", *cmd],
-                           cwd=root, check=True, capture_output=True)
-        return root
+        return copy_project(self.work / f"project-{i}",
+                            {"max_samples": self.args.max_samples, "epochs": self.args.epochs})
 
     def dvc(self, root: Path, *args: str, label: str) -> dict:
         """Run dvc in `root`: the run's figures and, from the shim's log, those of each stage it ran."""

@@ -42,6 +42,10 @@ REMOTE = "storage"
 OUTPUTS = ("data/raw", "data/prepared", "data/split", "data/model.keras", "metrics", "plots")
 
 
+class CommandFailed(AssertionError):
+    """A command run by run(check=True), dvc() or git() failed; the message holds its output."""
+
+
 def venv_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """os.environ with the venv first on PATH (as `make` sets it), PYTHONPATH removed (a stage
     imports the project it runs in), TensorFlow's C++ log quiet; `env` adds or overrides."""
@@ -58,7 +62,7 @@ def run(cwd: Path, *args: str, env: Mapping[str, str] | None = None, check: bool
     result = subprocess.run([program, *args[1:]], cwd=cwd, env=venv_env(env), capture_output=True,
                             text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed in {cwd} (exit {result.returncode}):\n"
+        raise CommandFailed(f"{' '.join(args)} failed in {cwd} (exit {result.returncode}):\n"
                              f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
 
@@ -74,7 +78,7 @@ def git(cwd: Path, *args: str) -> str:
     result = subprocess.run(["git", "-c", "user.name=toolkit", "-c", "user.email=toolkit@localhost", *args],
                             cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if result.returncode != 0:
-        raise AssertionError(f"git {' '.join(args)} failed in {cwd}:\n{result.stderr}")
+        raise CommandFailed(f"git {' '.join(args)} failed in {cwd}:\n{result.stderr}")
     return result.stdout
 
 

@@ -30,6 +30,7 @@ def test_a_second_repro_is_refused_cleanly(during, concurrent_run):
     assert attempt.seconds < 30
 
 
+@pytest.mark.control
 def test_the_first_run_finishes_intact(concurrent_run, reference):
     project = concurrent_run.project
     assert concurrent_run.first_code == 0, concurrent_run.first_output[-3000:]
