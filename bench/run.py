@@ -194,7 +194,7 @@ def figures(bench: Bench, started: datetime.datetime, others: dict) -> str:
     # (baseline runs, pipeline runs, metric, epochs): the cold run's metrics, then the experiment's.
     pairs = [(base, cold, k, a.epochs) for k in ACCURACIES]
     pairs.append((base_exp, exp, "keras_val_accuracy", a.exp_epochs))
-    equal = [all(b[k] == p[k] for b, p in zip(b_runs, p_runs)) for b_runs, p_runs, k, _ in pairs]
+    equal = [all(b[k] == p[k] for b, p in zip(b_runs, p_runs, strict=True)) for b_runs, p_runs, k, _ in pairs]
     data = (f"a smoke sample (max_samples={a.max_samples})" if a.max_samples
             else "the real data (60,000 + 10,000 images)")
     busy = others["cpu"] / others["wall"]
@@ -261,7 +261,7 @@ def figures(bench: Bench, started: datetime.datetime, others: dict) -> str:
                 "runs: baseline / pipeline"],
                [[k, str(epochs), f"{med(b_runs, k):.4f}", f"{med(p_runs, k):.4f}",
                  "yes" if same else "**NO**", f"{each(b_runs, k, 4)} / {each(p_runs, k, 4)}"]
-                for (b_runs, p_runs, k, epochs), same in zip(pairs, equal)]),
+                for (b_runs, p_runs, k, epochs), same in zip(pairs, equal, strict=True)]),
     ]
     return "\n".join(lines)
 
@@ -293,7 +293,7 @@ def main() -> None:
     if args.max_samples is not None and args.max_samples < 500:
         parser.error("--max-samples must be at least 500 (params.yaml's limit)")
 
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
     machine_cpu, own_cpu, clock = machine_cpu_seconds(), own_cpu_seconds(), time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     log(f"working in {work}")

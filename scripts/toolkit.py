@@ -206,13 +206,13 @@ def exp_show(project: Path, *args: str, env: Mapping[str, str] | None = None) ->
     for commit in json.loads(dvc(project, "exp", "show", "--json", *args, env=env).stdout):
         if commit["rev"] == "workspace":
             continue
-        rows = [(None, commit)] + [(e["name"], e["revs"][0]) for e in commit.get("experiments") or []]
-        for name, row in rows:
+        rows = [(None, commit, {})] + [(e["name"], e["revs"][0], e.get("executor") or {})
+                                       for e in commit.get("experiments") or []]
+        for name, row, executor in rows:
             data = row.get("data") or {}
             params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
             metrics = (data.get("metrics") or {}).get("metrics/summary.json", {}).get("data", {})
-            executor = (row.get("executor") or {}) if name else {}
-            state = (executor or {}).get("state") if name else None
+            state = executor.get("state") if name else None
             found.append(Experiment(name, row["rev"], state, flatten(params), metrics))
     return found
 
@@ -266,7 +266,8 @@ class Store:
         }
 
     def remote_settings(self) -> list[tuple[str, str]]:
-        return [("endpointurl", self.endpoint), ("access_key_id", self.key), ("secret_access_key", self.secret)]
+        return [("endpointurl", self.endpoint), ("access_key_id", self.key),
+                ("secret_access_key", self.secret)]
 
     def teammate_commands(self) -> str:
         """What a teammate runs in their clone to use this store: DVC's own commands, one a line."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.toolkit import (DATASET, VENV_BIN, copy_project, dvc, exp_show, git, venv_env)
+from scripts.toolkit import DATASET, VENV_BIN, copy_project, dvc, exp_show, git, venv_env
 
 SMALL = 2000  # max_samples of the shared runs: 1,600 train, 400 validation, 2,000 test
 # The shared runs: small, and every stage still does its real work.
@@ -99,7 +99,7 @@ def entry_point(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
                 ) -> Iterator[Callable[..., tuple[int, list[str]]]]:
     """entry_point(main, cwd) → (exit code, stderr lines): a stage's `main` run in this process by
     stages.cli.run in the directory `cwd`, as `python -m stages.<name>` runs it there."""
-    from stages.cli import run
+    from stages.cli import run as run_stage
 
     previous = signal.getsignal(signal.SIGTERM)  # run() installs its own: restored afterwards
 
@@ -107,7 +107,7 @@ def entry_point(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
         monkeypatch.chdir(cwd)
         capsys.readouterr()
         try:
-            run(main)
+            run_stage(main)
             code = 0
         except SystemExit as exit:
             code = exit.code
@@ -166,7 +166,8 @@ class QueuedExperiments:
 
 
 @pytest.fixture(scope="session")
-def queued_experiments(reference: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[QueuedExperiments]:
+def queued_experiments(reference: Path, tmp_path_factory: pytest.TempPathFactory
+                       ) -> Iterator[QueuedExperiments]:
     root = tmp_path_factory.mktemp("experiments")
     home, tmpdir = root / "home", root / "tmp"
     home.mkdir()
@@ -195,11 +196,12 @@ def queued_experiments(reference: Path, tmp_path_factory: pytest.TempPathFactory
     output = run_all.stdout.read()
     assert run_all.returncode == 0, output[-3000:]
     try:
-        runs = {int(e.params["epochs"]): {"name": e.name, "rev": e.rev, "state": e.state, "metrics": e.metrics}
+        runs = {int(e.params["epochs"]): dict(name=e.name, rev=e.rev, state=e.state, metrics=e.metrics)
                 for e in exp_show(project, env=env) if e.name}
         if APPLIED_EPOCHS in runs:
-            runs[APPLIED_EPOCHS]["log"] = dvc(project, "queue", "logs", runs[APPLIED_EPOCHS]["name"], env=env).stdout
-            dvc(project, "exp", "apply", runs[APPLIED_EPOCHS]["name"], env=env)
+            applied = runs[APPLIED_EPOCHS]["name"]
+            runs[APPLIED_EPOCHS]["log"] = dvc(project, "queue", "logs", applied, env=env).stdout
+            dvc(project, "exp", "apply", applied, env=env)
             git(project, "add", "-A")
             git(project, "commit", "-qm", f"epochs={APPLIED_EPOCHS}")
         # The histories are DVC-cached plots, not in Git: `dvc plots diff` reads them at each revision.
@@ -207,7 +209,8 @@ def queued_experiments(reference: Path, tmp_path_factory: pytest.TempPathFactory
         plots = json.loads(dvc(project, "plots", "diff", *revs.values(), "--json",
                                "--out", str(root / "plots"), env=env).stdout)["data"]
         (loss,) = plots["Loss per epoch"]
-        histories = {key: [(row["epoch"], row["loss"], row["val_loss"]) for row in loss["content"]["data"]["values"]
+        rows = loss["content"]["data"]["values"]
+        histories = {key: [(row["epoch"], row["loss"], row["val_loss"]) for row in rows
                            if row["rev"] == rev and row["field"] == "loss"] for key, rev in revs.items()}
         yield QueuedExperiments(project, home, tmpdir, queued, two_at_once, runs, histories)
     finally:

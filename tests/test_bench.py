@@ -45,7 +45,7 @@ def test_the_benchmark_runner_on_a_small_sample(tmp_path, dataset):
     figures = json.loads(raw.read_text())
     assert len(figures["cold"]) == len(figures["exp"]) == 2
     for cold, exp, baseline, baseline_exp in zip(figures["cold"], figures["exp"], figures["baseline"],
-                                                 figures["baseline_exp"]):
+                                                 figures["baseline_exp"], strict=True):
         assert [s["stage"] for s in cold["stages"]] == list(STAGES)
         assert [s["stage"] for s in exp["stages"]] == ["train", "evaluate", "summary"]
         # A Python process with NumPy holds more than 30 MiB; the target is at most 1 GiB a stage.

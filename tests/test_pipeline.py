@@ -16,6 +16,7 @@ from conftest import APPLIED_EPOCHS, PIPELINE_PARAMS, SMALL, SUMMARY_KEYS
 from scripts.toolkit import STAGES, dvc, ran_stages
 from stages.dataset import CLASS_NAMES
 
+
 def read(project, path):
     return json.loads((project / path).read_text())
 
@@ -56,7 +57,8 @@ def test_repro_writes_every_report_plot_and_the_summary(reference_run, tmp_path)
     assert confusion[0] == "actual,predicted" and len(confusion) == 1 + SMALL
     per_class = list(csv.DictReader((project / "plots/per_class_accuracy.csv").open()))
     assert [row["class"] for row in per_class] == list(CLASS_NAMES)
-    assert [float(row["accuracy"]) for row in per_class] == list(evaluation["test"]["per_class_accuracy"].values())
+    accuracies = [float(row["accuracy"]) for row in per_class]
+    assert accuracies == list(evaluation["test"]["per_class_accuracy"].values())
 
     # The one metrics file: the study's figures, the three accuracies it compares first.
     summary = read(project, "metrics/summary.json")

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import dvc, git, make_project
 from PIL import Image
+
+from scripts.toolkit import copy_project, dvc, git
 
 # Headless, as root, with no profile and none of Chromium's own traffic (sign-in, updates, time).
 # Every host name resolves to nothing and every other request goes to a closed port on 127.0.0.1:
@@ -154,7 +155,7 @@ def write_plot_files(root: Path, rows: int) -> None:
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the project with data for each plot: commit `base`, then a commit whose tables have
     a row fewer, so `dvc plots diff` has two revisions to draw."""
-    root = make_project(tmp_path_factory.mktemp("plots-page") / "project")
+    root = copy_project(tmp_path_factory.mktemp("plots-page") / "project")
     for rows, message in ((ROWS, "plots"), (ROWS - 1, "a row fewer")):
         write_plot_files(root, rows)
         # -f: the plot files may be outputs that DVC would otherwise keep out of Git.

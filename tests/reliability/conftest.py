@@ -176,7 +176,7 @@ def server_tls(ca: trustme.CA, *identities: str, **validity: datetime.datetime) 
 @pytest.fixture(scope="session")
 def server_certificates(test_ca: trustme.CA) -> dict[str, ssl.SSLContext]:
     """TLS contexts for 127.0.0.1: a good certificate, and one of each kind a client must refuse."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return {
         "trusted": server_tls(test_ca, "127.0.0.1"),
         "untrusted-authority": server_tls(trustme.CA(), "127.0.0.1"),

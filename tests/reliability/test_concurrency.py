@@ -7,6 +7,7 @@ with its read/write lock instead (.dvc/tmp/rwlock): the second run is refused ei
 import json
 
 import pytest
+
 from scripts.toolkit import dvc, temporaries
 
 from .conftest import CONCURRENT_DURING, summary_bytes

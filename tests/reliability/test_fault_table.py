@@ -7,5 +7,6 @@ from scripts.toolkit import REPO, run
 
 @pytest.mark.control
 def test_the_fault_table_is_not_stale():
-    result = run(REPO, "python", "-m", "tests.reliability.count_cases", "--check", env={"PYTHONPATH": str(REPO)})
+    result = run(REPO, "python", "-m", "tests.reliability.count_cases", "--check",
+                 env={"PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr

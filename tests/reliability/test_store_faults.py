@@ -24,6 +24,7 @@ USER_SEES = ("DVC's own `ERROR:` line naming the cause (`Forbidden ... (403)` fo
              "for push and exp push, 1 for pull; no local file or dvc.lock changed; after the fault is gone "
              "the same command completes")
 FORBIDDEN = "Forbidden: An error occurred (403) when calling the HeadObject operation: Forbidden"
+LOCAL = ("data", "dvc.lock", ".dvc/cache")  # what a failed transfer must leave as it was
 NO_BUCKET = ("The specified bucket does not exist: An error occurred (NoSuchBucket) when calling the "
              "ListObjectsV2 operation: The specified bucket does not exist")
 # What each fault changes in .dvc/config.local of a clone whose remote works.
@@ -37,9 +38,11 @@ FAULTS = {
 
 def expected(fault: str, command: str, endpoint: str, raw_dir: str) -> tuple[int, list[str]]:
     """DVC's exit code and ERROR lines for `command` under `fault` (raw_dir: data/raw's object)."""
+    url = f"{endpoint}/fashion-mnist/cache/files/md5"
+    if command != "pull":  # push and exp push name the first object they tried
+        url += f"/{raw_dir[:2]}/{raw_dir[2:]}"
     cause = {"wrong key id": FORBIDDEN, "wrong secret": FORBIDDEN, "missing bucket": NO_BUCKET,
-             "store not running": f'Could not connect to the endpoint URL: "{endpoint}/fashion-mnist/cache/files/md5'
-                                  + ("" if command == "pull" else f'/{raw_dir[:2]}/{raw_dir[2:]}') + '"'}[fault]
+             "store not running": f'Could not connect to the endpoint URL: "{url}"'}[fault]
     if command == "pull" and fault == "missing bucket":  # DVC names no bucket: only missing files
         return 1, ["ERROR: failed to pull data from the cloud - Checkout failed for following targets:"]
     if command == "pull":
@@ -94,7 +97,7 @@ def fault_runs(shared, tmp_path_factory):
         return {**results, "unchanged": before == after}
 
     with ThreadPoolExecutor(len(FAULTS)) as pool:
-        return {"endpoint": endpoint, **dict(zip(FAULTS, pool.map(attempt, FAULTS)))}
+        return {"endpoint": endpoint, **dict(zip(FAULTS, pool.map(attempt, FAULTS), strict=True))}
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -111,12 +114,13 @@ def test_a_store_fault_gives_dvc_s_error_and_changes_nothing(fault, fault_runs, 
 
 
 def test_store_stopped_during_a_push_then_the_push_completes(tmp_path):
-    project = copy_project(tmp_path / "a", {"download.sources": [str(DATASET)]}, origin=tmp_path / "origin.git")
+    project = copy_project(tmp_path / "a", {"download.sources": [str(DATASET)]},
+                           origin=tmp_path / "origin.git")
     dvc(project, "repro", "download")
     git(project, "add", "-A")
     git(project, "commit", "-qm", "download")
     git(project, "push", "-q", "origin", "main")
-    before = (git(project, "status", "--porcelain"), digests(project, ("data", "dvc.lock", ".dvc/cache")))
+    before = (git(project, "status", "--porcelain"), digests(project, LOCAL))
     # Slowed to 20 MB/s, the push lasts about 3 s: long enough to stop the store in its middle.
     store = Store(tmp_path / "store", extra_args=("--bwlimit", "20M")).start()
     store.configure(project)
@@ -124,8 +128,8 @@ def test_store_stopped_during_a_push_then_the_push_completes(tmp_path):
     # One attempt per request (botocore's AWS_MAX_ATTEMPTS): how long DVC retries a store that is
     # gone is test_a_store_fault_gives_dvc_s_error_and_changes_nothing's subject; here it is what
     # an interrupted transfer leaves behind.
-    push = subprocess.Popen([str(VENV_BIN / "dvc"), "push"], cwd=project, env=venv_env({"AWS_MAX_ATTEMPTS": "1"}),
-                            text=True,
+    push = subprocess.Popen([str(VENV_BIN / "dvc"), "push"], cwd=project, text=True,
+                            env=venv_env({"AWS_MAX_ATTEMPTS": "1"}),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         while not [p for p in objects.rglob("*") if p.is_file() and ".partial" not in p.name]:
@@ -137,10 +141,10 @@ def test_store_stopped_during_a_push_then_the_push_completes(tmp_path):
     assert push.returncode == 1, (out, err)
     *transfers, last = [line for line in err.splitlines() if line.startswith("ERROR: ")]
     assert re.fullmatch(r"ERROR: failed to push data to the cloud - [1-4] files? failed to upload", last), err
-    assert transfers and all(re.fullmatch(rf"ERROR: failed to transfer '\w+' - Could not connect to the "
-                                          rf'endpoint URL: "{store.endpoint}/fashion-mnist/cache/files/md5/.+"', line)
-                             for line in transfers), err
-    assert (git(project, "status", "--porcelain"), digests(project, ("data", "dvc.lock", ".dvc/cache"))) == before
+    transfer = (rf"ERROR: failed to transfer '\w+' - Could not connect to the endpoint URL: "
+                rf'"{store.endpoint}/fashion-mnist/cache/files/md5/.+"')
+    assert transfers and all(re.fullmatch(transfer, line) for line in transfers), err
+    assert (git(project, "status", "--porcelain"), digests(project, LOCAL)) == before
 
     store.extra_args = ()
     store.start()

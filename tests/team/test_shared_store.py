@@ -15,8 +15,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from scripts.toolkit import (
-    REPO, STAGES, VENV_BIN, clone, copy_project, digests, dvc, exp_show, git, ran_stages, restored_stages, run,
-    set_params, venv_env,
+    REPO,
+    STAGES,
+    VENV_BIN,
+    clone,
+    copy_project,
+    digests,
+    dvc,
+    exp_show,
+    git,
+    ran_stages,
+    restored_stages,
+    run,
+    set_params,
+    venv_env,
 )
 
 RESULTS = ("data/model.keras", "metrics", "plots")  # what an experiment changes
@@ -46,7 +58,7 @@ def test_a_second_clone_reaches_the_store_started_from_the_first(tmp_path):
     for restart in range(2):  # the keys stay the same across a restart of the store
         server = storage(a, "serve", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         lines = [server.stdout.readline() for _ in range(5)]  # the store answers: what to run in B
-        commands = [shlex.split(line) for line in lines if line.startswith("dvc remote modify --local storage")]
+        commands = [shlex.split(line) for line in lines if line.startswith("dvc remote modify --local ")]
         assert [c[5] for c in commands] == ["endpointurl", "access_key_id", "secret_access_key"], lines
         secret = commands[2][6]
         assert dvc(a, "config", "--local", "remote.storage.secret_access_key").stdout.strip() == secret
@@ -109,8 +121,8 @@ def test_experiments_travel_between_machines(team, tmp_path):
     workers = {name: clone(team.origin, tmp_path / name) for name in experiments}
     # Both workers run their experiment at the same time against the same store.
     with ThreadPoolExecutor(len(workers)) as pool:
-        outputs = dict(zip(workers, pool.map(worker, workers.values(), workers,
-                                             experiments.values(), [team.env] * len(workers))))
+        outputs = dict(zip(workers, pool.map(worker, workers.values(), workers, experiments.values(),
+                                             [team.env] * len(workers)), strict=True))
     assert ran_stages(outputs["w1"]) == ["train", "evaluate", "summary"], outputs["w1"]
     assert ran_stages(outputs["w2"]) == ["sgd_cv", "summary"], outputs["w2"]
 
