@@ -23,6 +23,10 @@ DATA = Path(".storage")  # of the clone that keeps the store
 
 def serve(project: Path) -> int:
     store = Store.of_project(project, (project / DATA).resolve())
+    if store.port and not (project / DATA).is_dir():  # configured from a teammate's lines
+        print(f"error: .dvc/config.local points at the store on {store.endpoint}, kept by another clone: "
+              "start it there (`make storage`); this clone starts none of its own", file=sys.stderr)
+        return 1
     if store.port and store.answers():
         print(f"error: a store already answers on {store.endpoint}, where .dvc/config.local points: "
               "use it, or stop it (Ctrl-C where `make storage` runs) first", file=sys.stderr)

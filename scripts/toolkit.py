@@ -243,10 +243,10 @@ class Store:
     def of_project(cls, project: Path, root: Path) -> Store:
         """The store `project`'s .dvc/config.local points at (endpoint and keys), or a new one on a
         free port with new keys if it names none: the same keys on every start from one clone."""
-        def local(option: str) -> str:
-            return dvc(project, "config", "--local", f"remote.{REMOTE}.{option}", check=False).stdout.strip()
-
-        endpoint, key, secret = local("endpointurl"), local("access_key_id"), local("secret_access_key")
+        listed = dvc(project, "config", "--local", "--list").stdout.splitlines()
+        local = dict(line.split("=", 1) for line in listed if "=" in line)
+        endpoint, key, secret = (local.get(f"remote.{REMOTE}.{option}", "") for option in
+                                 ("endpointurl", "access_key_id", "secret_access_key"))
         if not (endpoint and key and secret):
             return cls(root)
         return cls(root, port=int(endpoint.rsplit(":", 1)[1]), key=key, secret=secret)

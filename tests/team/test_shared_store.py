@@ -80,7 +80,10 @@ def test_a_second_clone_reaches_the_store_started_from_the_first(tmp_path):
         (b / "note.txt").unlink(missing_ok=True)
         dvc(b, "pull", "--force", "note.txt")
         assert (b / "note.txt").read_text() == "shared through the store\n"
-        assert storage(b, "share", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).wait(60) == 1
+        # Configured, B still keeps no store: it neither describes nor starts one.
+        for command in ("share", "serve"):
+            assert storage(b, command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).wait(60) == 1
+        assert not (b / ".storage").exists()
         server.send_signal(signal.SIGINT)  # Ctrl-C
         assert server.wait(30) == 0, server.stderr.read()
 
