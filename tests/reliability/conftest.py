@@ -7,9 +7,7 @@ writes the fault table of tests/reliability/README.md.
 """
 
 import datetime
-import hashlib
 import http.server
-import os
 import socket
 import ssl
 import subprocess
@@ -23,7 +21,8 @@ import pytest
 import trustme
 from conftest import PIPELINE_PARAMS
 
-from scripts.toolkit import VENV_BIN, copy_project, dvc, free_port, venv_env
+# Helpers other modules of this folder import from here until the merge; they live in the toolkit.
+from scripts.toolkit import VENV_BIN, closed_port_url, copy_project, dvc, snapshot, venv_env  # noqa: F401
 
 HERE = Path(__file__).resolve().parent
 
@@ -210,37 +209,14 @@ def https_mirrors(dataset: Path, server_certificates: dict[str, ssl.SSLContext]
         stop()
 
 
-def closed_port_url() -> str:
-    """An http URL on 127.0.0.1 where nothing listens (connection refused)."""
-    return f"http://127.0.0.1:{free_port()}/"
-
-
-# ---------------------------------------------------------------- snapshots
-
-
-def snapshot(root: Path, ignore: tuple[str, ...] = (".git", "__pycache__")) -> dict[str, tuple]:
-    """Every file and directory under `root`: (kind, size, mtime_ns, sha256) by relative path."""
-    found = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in ignore]
-        for name in dirnames:
-            found[os.path.relpath(os.path.join(dirpath, name), root)] = ("dir",)
-        for name in filenames:
-            path = Path(dirpath, name)
-            stat = path.lstat()
-            digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-            found[str(path.relative_to(root))] = ("file", stat.st_size, stat.st_mtime_ns, digest)
-    return found
-
-
-# ---------------------------------------------------------------- whole-pipeline runs
-
-SUMMARY = "metrics/summary.json"
 
 
 def summary_bytes(project: Path) -> bytes:
-    """The bytes of the one metrics file: equal bytes, equal results."""
-    return (project / SUMMARY).read_bytes()
+    """The bytes of the one metrics file: equal bytes, equal results (kept until the merge)."""
+    return (project / "metrics/summary.json").read_bytes()
+
+
+# ---------------------------------------------------------------- a second run from scratch
 
 
 @dataclass

@@ -14,9 +14,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.toolkit import DATASET, VENV_BIN, Store, clone, copy_project, digests, dvc, git, run, venv_env
-
-from .conftest import closed_port_url
+from scripts.toolkit import (
+    DATASET,
+    VENV_BIN,
+    Store,
+    clone,
+    closed_port_url,
+    copy_project,
+    digests,
+    dvc,
+    git,
+    run,
+    venv_env,
+)
 
 FAULT_CLASS = "store: the shared S3 remote fails, or the disk fills"
 USER_SEES = ("DVC's own `ERROR:` line naming the cause (`Forbidden ... (403)` for a wrong key id or secret, "
