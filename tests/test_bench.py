@@ -48,8 +48,9 @@ def test_the_benchmark_runner_on_a_small_sample(tmp_path, dataset):
                                                  figures["baseline_exp"], strict=True):
         assert [s["stage"] for s in cold["stages"]] == list(STAGES)
         assert [s["stage"] for s in exp["stages"]] == ["train", "evaluate", "summary"]
-        # A Python process with NumPy holds more than 30 MiB; the target is at most 1 GiB a stage.
-        assert all(30 * 2**20 < s["maxrss"] <= 2**30 for s in cold["stages"] + exp["stages"])
+        # A Python interpreter holds more than 10 MiB; the target is at most 1 GiB a stage.
+        rss = {s["stage"]: s["maxrss"] / 2**20 for s in cold["stages"] + exp["stages"]}
+        assert all(10 < mib <= 1024 for mib in rss.values()), rss
         assert 0 < sum(s["wall"] for s in cold["stages"]) <= cold["wall"]  # the stages run inside dvc
         # Same models, same protocol, same seeds: the same numbers as the plain script.
         for key in ("sgd_cv_accuracy", "keras_val_accuracy", "keras_test_accuracy"):
