@@ -298,6 +298,7 @@ class Store:
         """Point `project`'s remote at this store in its git-ignored .dvc/config.local."""
         for option, value in self.remote_settings():
             dvc(project, "remote", "modify", "--local", REMOTE, option, value)
+        (project / ".dvc/config.local").chmod(0o600)  # it holds the secret: for its owner only
 
     def answers(self) -> bool:
         no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # straight to loopback
@@ -312,7 +313,8 @@ class Store:
     def start(self, timeout: float = 20) -> Store:
         """Start the server with BUCKET in it and wait until it answers; raises RuntimeError."""
         self.port = self.port or free_port()
-        (self.root / BUCKET).mkdir(parents=True, exist_ok=True)  # a directory of root is a bucket
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)  # the team's data: its owner's only
+        (self.root / BUCKET).mkdir(exist_ok=True)  # a directory of root is a bucket
         log = tempfile.TemporaryFile()  # the server's messages, read if it fails to start
         # --etag-hash MD5: S3 clients compare a part's ETag with its MD5.
         self.process = subprocess.Popen(

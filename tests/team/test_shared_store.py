@@ -62,6 +62,7 @@ def test_a_second_clone_reaches_the_store_started_from_the_first(tmp_path):
         assert [c[5] for c in commands] == ["endpointurl", "access_key_id", "secret_access_key"], lines
         secret = commands[2][6]
         assert dvc(a, "config", "--local", "remote.storage.secret_access_key").stdout.strip() == secret
+        assert (a / ".dvc/config.local").stat().st_mode & 0o077 == 0  # no one else reads the secret
         # The secret is in no process's arguments: `ps` shows the server's command line to every user.
         processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
         assert "serve s3" in processes and secret not in processes
