@@ -1,6 +1,7 @@
 """The developer toolkit shared by tests/, bench/ and scripts/: a throwaway copy of the project,
-its params set by dotted keys, the venv's dvc and git run in it, what a run ran, what
-`dvc exp show --json` lists, and the local S3 store (rclone serve s3 on 127.0.0.1).
+its params set by dotted keys, the venv's dvc and git run in it, clones and digests of outputs,
+what a run ran, what `dvc exp show --json` lists, and the local S3 store (rclone serve s3 on
+127.0.0.1) with its keys in the environment or in a clone's .dvc/config.local.
 
     from scripts.toolkit import Store, copy_project, dvc, exp_show, ran_stages
     project = copy_project(tmp / "p", {"max_samples": 500, "sgd.folds": 2})
