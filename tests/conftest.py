@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,14 +186,16 @@ def queued_experiments(reference: Path, tmp_path_factory: pytest.TempPathFactory
     run_all = subprocess.Popen([str(VENV_BIN / "dvc"), "exp", "run", "--run-all", "-j", "2"], cwd=project,
                                env=venv_env(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
-    two_at_once = False
+    two_at_once, deadline = False, time.monotonic() + 1800  # ~40 s on an idle 2-core machine
     while run_all.poll() is None:
-        # DVC runs each queued experiment in a temporary copy, .dvc/tmp/exps/tmp*/.
+        # DVC runs each queued experiment in a temporary copy, .dvc/tmp/exps/tmp*/, that lasts as
+        # long as the experiment (many seconds): two of them at once are two experiments running.
         two_at_once = two_at_once or len(list((project / ".dvc/tmp/exps").glob("tmp*/dvc.yaml"))) >= 2
         try:
             run_all.wait(0.05)
         except subprocess.TimeoutExpired:
-            pass
+            if time.monotonic() > deadline:
+                run_all.kill()
     output = run_all.stdout.read()
     assert run_all.returncode == 0, output[-3000:]
     try:
