@@ -104,8 +104,10 @@ def copy_project(root: Path, params: Mapping[str, Any] | None = None, origin: Pa
     root.mkdir(parents=True, exist_ok=True)
     if rev is not None:
         archive = subprocess.run(["git", "archive", "--format=tar", rev, *PROJECT_FILES], cwd=REPO,
-                                 capture_output=True, check=True).stdout
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+                                 capture_output=True)
+        if archive.returncode != 0:
+            raise CommandFailed(f"git archive {rev} failed in {REPO}: {archive.stderr.decode().strip()}")
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
             tar.extractall(root, filter="data")
     for name in PROJECT_FILES if rev is None else ():
         source, target = REPO / name, root / name
