@@ -1,7 +1,7 @@
 """Benchmark the DVC pipeline against the plain script (bench/baseline.py); write the figures.
 
     .venv/bin/python -m bench.run                                  # the real data, 3 rounds
-    .venv/bin/python -m bench.run --runs 1 --max-samples 500 --epochs 1 --exp-epochs 2 \\
+    .venv/bin/python -m bench.run --runs 2 --max-samples 500 --epochs 1 --exp-epochs 2 \\
         --out /tmp/BENCHMARKS.md                                   # the smoke run of tests/test_bench.py
 
 Each round, alternating so that machine drift hits both sides alike, runs: the baseline at
