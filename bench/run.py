@@ -200,8 +200,8 @@ def figures(bench: Bench, started: datetime.datetime, others: dict) -> str:
     busy = others["cpu"] / others["wall"]
 
     lines = [
-        f"Produced by `{' '.join(['python -m bench.run', *sys.argv[1:]])}` on {started:%Y-%m-%d %H:%M} UTC "
-        f"on {data}; {a.runs} round(s), figures are medians.",
+        (f"Produced by `{' '.join(['python -m bench.run', *sys.argv[1:]])}` on {started:%Y-%m-%d %H:%M} UTC "
+         f"on {data}; {a.runs} round(s), figures are medians."),
         "",
         *table(["machine", ""], machine() + [[
             "other processes' CPU during the run",
@@ -212,8 +212,8 @@ def figures(bench: Bench, started: datetime.datetime, others: dict) -> str:
             [f"cold `dvc repro -f` ≤ {TARGETS['cold']} × baseline",
              f"{med(cold, 'wall'):.1f} s / {med(base, 'wall'):.1f} s = **{ratio:.2f} ×**",
              met(ratio <= TARGETS["cold"])],
-            [f"`dvc exp run -S epochs={a.exp_epochs}` ≤ {TARGETS['exp']} × baseline "
-             f"at {a.exp_epochs} epochs",
+            [(f"`dvc exp run -S epochs={a.exp_epochs}` ≤ {TARGETS['exp']} × baseline "
+              f"at {a.exp_epochs} epochs"),
              f"{med(exp, 'wall'):.1f} s / {med(base_exp, 'wall'):.1f} s = **{exp_ratio:.2f} ×**",
              met(exp_ratio <= TARGETS["exp"])],
             [f"no-op `dvc repro` ≤ {TARGETS['noop_s']:.0f} s, nothing rerun",
@@ -224,13 +224,13 @@ def figures(bench: Bench, started: datetime.datetime, others: dict) -> str:
             ["accuracies equal to the baseline's", f"{sum(equal)} of {len(equal)} equal in every round",
              met(all(equal))],
         ]),
-        f"metrics/*.json byte-identical across the {len(bench.metrics)} cold run(s): "
-        f"**{'yes' if all(m == bench.metrics[0] for m in bench.metrics) else 'NO'}**.",
+        (f"metrics/*.json byte-identical across the {len(bench.metrics)} cold run(s): "
+         f"**{'yes' if all(m == bench.metrics[0] for m in bench.metrics) else 'NO'}**."),
         "",
         "## Wall time (s)",
         "",
-        "CPU: user + system seconds of the process and its descendants. Peak RSS: the largest single "
-        "process of the tree.",
+        ("CPU: user + system seconds of the process and its descendants. Peak RSS: the largest single "
+         "process of the tree."),
         "",
         *table(["run", "median", "runs", "ratio to its baseline", "CPU s", "peak RSS GiB"], [
             run_row(f"baseline, {a.epochs} epochs", base, "1"),

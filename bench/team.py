@@ -79,8 +79,8 @@ def run_team(work: Path, max_samples: int | None, epochs: int) -> list[tuple[str
     return [
         ("baseline (bench/baseline.py)", f"{base:.1f} s"),
         ("fresh clone to up to date, ≤ 0.1 × baseline", f"{up_to_date:.1f} s, {up_to_date / base:.2f} ×"),
-        ("`dvc pull` of every output, empty cache", f"{pull:.1f} s, {size / 2**20:.0f} MiB, "
-                                                   f"{size / 2**20 / pull:.0f} MiB/s"),
+        ("`dvc pull` of every output, empty cache", (f"{pull:.1f} s, {size / 2**20:.0f} MiB, "
+                                                    f"{size / 2**20 / pull:.0f} MiB/s")),
         ("sweep of 4 experiments: 2 clones in parallel / 1 clone",
          f"{two:.1f} s / {one:.1f} s = {two / one:.2f}"),
     ]

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Run a few experiments on the full data in a scratch copy of the project; print a Markdown table.
 
     python -m scripts.experiments_table [EXPERIMENT ...] [--rev REV] [--source DIR] [--workdir DIR]

@@ -27,7 +27,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
 
@@ -61,7 +61,7 @@ def run(cwd: Path, *args: str, env: Mapping[str, str] | None = None, check: bool
     """Run a program of the venv (dvc, python, ...) or of PATH in `cwd`; output captured as text."""
     program = str(VENV_BIN / args[0]) if (VENV_BIN / args[0]).exists() else args[0]
     result = subprocess.run([program, *args[1:]], cwd=cwd, env=venv_env(env), capture_output=True,
-                            text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+                            text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
     if check and result.returncode != 0:
         raise CommandFailed(f"{' '.join(args)} failed in {cwd} (exit {result.returncode}):\n"
                              f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -77,7 +77,7 @@ def dvc(cwd: Path, *args: str, env: Mapping[str, str] | None = None, check: bool
 def git(cwd: Path, *args: str) -> str:
     """`git ARGS` in `cwd` with a fixed identity; raises on failure; returns its stdout."""
     result = subprocess.run(["git", "-c", "user.name=toolkit", "-c", "user.email=toolkit@localhost", *args],
-                            cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+                            cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
     if result.returncode != 0:
         raise CommandFailed(f"git {' '.join(args)} failed in {cwd}:\n{result.stderr}")
     return result.stdout
@@ -104,7 +104,7 @@ def copy_project(root: Path, params: Mapping[str, Any] | None = None, origin: Pa
     root.mkdir(parents=True, exist_ok=True)
     if rev is not None:
         archive = subprocess.run(["git", "archive", "--format=tar", rev, *PROJECT_FILES], cwd=REPO,
-                                 capture_output=True)
+                                 capture_output=True, check=False)
         if archive.returncode != 0:
             raise CommandFailed(f"git archive {rev} failed in {REPO}: {archive.stderr.decode().strip()}")
         with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
@@ -318,25 +318,24 @@ class Store:
         self.port = self.port or free_port()
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)  # the team's data: its owner's only
         (self.root / BUCKET).mkdir(exist_ok=True)  # a directory of root is a bucket
-        log = tempfile.TemporaryFile()  # the server's messages, read if it fails to start
-        # --etag-hash MD5: S3 clients compare a part's ETag with its MD5.
-        self.process = subprocess.Popen(
-            [str(VENV_BIN / "rclone"), "--config", "/dev/null", "serve", "s3",
-             "--addr", f"127.0.0.1:{self.port}", "--etag-hash", "MD5", *self.extra_args, str(self.root)],
-            # A list flag read from the environment is CSV: the pair is quoted to stay one item.
-            env={**os.environ, "RCLONE_AUTH_KEY": f"\"{self.key},{self.secret}\""},
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-        )
-        deadline = time.monotonic() + timeout
-        while not self.answers():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                log.seek(0)
-                message = log.read().decode(errors="replace").strip().splitlines()
-                raise RuntimeError(f"the store did not start on {self.endpoint}: "
-                                   f"{message[-1] if message else f'no answer in {timeout} s'}")
-            time.sleep(0.05)
-        log.close()
+        with tempfile.TemporaryFile() as log:  # the server's messages, read if it fails to start
+            # --etag-hash MD5: S3 clients compare a part's ETag with its MD5.
+            self.process = subprocess.Popen(
+                [str(VENV_BIN / "rclone"), "--config", "/dev/null", "serve", "s3",
+                 "--addr", f"127.0.0.1:{self.port}", "--etag-hash", "MD5", *self.extra_args, str(self.root)],
+                # A list flag read from the environment is CSV: the pair is quoted to stay one item.
+                env={**os.environ, "RCLONE_AUTH_KEY": f"\"{self.key},{self.secret}\""},
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+            )
+            deadline = time.monotonic() + timeout
+            while not self.answers():
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    log.seek(0)
+                    message = log.read().decode(errors="replace").strip().splitlines()
+                    raise RuntimeError(f"the store did not start on {self.endpoint}: "
+                                       f"{message[-1] if message else f'no answer in {timeout} s'}")
+                time.sleep(0.05)
         return self
 
     def stop(self) -> None:
@@ -349,7 +348,7 @@ class Store:
                 self.process.kill()
                 self.process.wait()
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self.start() if self.process is None else self
 
     def __exit__(self, *exc: object) -> None:

@@ -95,7 +95,7 @@ def open_offline(page: Path, screenshot: Path) -> tuple[set[str], list[str]]:
     result = subprocess.run(
         [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--log-net-log={net_log}",
          f"--screenshot={screenshot}", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, check=False,
     )
     assert result.returncode == 0, f"chromium failed:\n{result.stderr[-3000:]}"
     assert screenshot.stat().st_size > 0

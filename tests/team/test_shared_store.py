@@ -51,8 +51,8 @@ def test_a_second_clone_reaches_the_store_started_from_the_first(tmp_path):
     share = storage(b, "share", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = share.communicate(timeout=60)
     assert share.returncode == 1 and out == "", (out, err)
-    assert err.splitlines() == ["error: this clone keeps no store; run `make storage` in the clone that "
-                                "keeps it and run the `dvc remote modify --local` lines it prints here"]
+    assert err.splitlines() == [("error: this clone keeps no store; run `make storage` in the clone that "
+                                 "keeps it and run the `dvc remote modify --local` lines it prints here")]
     assert not (b / ".storage").exists() and not (b / ".dvc/config.local").exists()
 
     for restart in range(2):  # the keys stay the same across a restart of the store
