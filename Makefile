@@ -8,7 +8,7 @@ DATASET := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: repro test dataset browser storage storage-stop
+.PHONY: repro test dataset browser storage
 
 repro: $(VENV)/.installed dataset  ## run the whole pipeline on the real data
 	dvc repro
@@ -46,8 +46,5 @@ lock: $(VENV)/.installed
 	$(UV) pip compile -q pyproject.toml --all-extras --python-version 3.11 \
 		--custom-compile-command 'make lock' -o requirements.txt
 
-storage: $(VENV)/.installed  ## start the local S3 store on 127.0.0.1 (.storage/), print what to export
-	python scripts/storage.py start
-
-storage-stop: $(VENV)/.installed  ## stop it; its data stays in .storage/
-	python scripts/storage.py stop
+storage: $(VENV)/.installed  ## run the team's S3 store on 127.0.0.1 (data in .storage/) until Ctrl-C
+	python -m scripts.storage serve

@@ -1,7 +1,7 @@
 """Benchmark the DVC pipeline against the plain script (bench/baseline.py); write the figures.
 
     .venv/bin/python -m bench.run                                  # the real data, 3 rounds
-    .venv/bin/python -m bench.run --runs 1 --max-samples 500 --epochs 1 --exp-epochs 2 \\
+    .venv/bin/python -m bench.run --runs 2 --max-samples 500 --epochs 1 --exp-epochs 2 \\
         --out /tmp/BENCHMARKS.md                                   # the smoke run of tests/test_bench.py
 
 Each round, alternating so that machine drift hits both sides alike, runs: the baseline at
@@ -29,12 +29,10 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-import yaml
-from scripts.project_files import PROJECT_FILES
+from scripts.toolkit import REPO, VENV_BIN, copy_project
 
-REPO = Path(__file__).resolve().parents[1]
 PYTHON = Path(sys.executable)  # the venv's python: bench.run runs in it
-BIN = PYTHON.parent
+BIN = VENV_BIN
 GIB = 1 << 30
 START, END = "<!-- figures:start -->", "<!-- figures:end -->"
 TARGETS = {"cold": 1.0, "exp": 0.45, "noop_s": 1.0, "rss": GIB}
@@ -88,21 +86,8 @@ class Bench:
 
     def project(self, i: int) -> Path:
         """A fresh copy of the project: its own git repository, an empty DVC cache."""
-        root = self.work / f"project-{i}"
-        for name in PROJECT_FILES:
-            source, target = REPO / name, root / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if source.is_dir():
-                shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copy2(source, target)
-        params = yaml.safe_load((root / "params.yaml").read_text())
-        params.update(max_samples=self.args.max_samples, epochs=self.args.epochs)
-        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "project"]):
-            subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", *cmd],
-                           cwd=root, check=True, capture_output=True)
-        return root
+        return copy_project(self.work / f"project-{i}",
+                            {"max_samples": self.args.max_samples, "epochs": self.args.epochs})
 
     def dvc(self, root: Path, *args: str, label: str) -> dict:
         """Run dvc in `root`: the run's figures and, from the shim's log, those of each stage it ran."""
@@ -209,14 +194,14 @@ def figures(bench: Bench, started: datetime.datetime, others: dict) -> str:
     # (baseline runs, pipeline runs, metric, epochs): the cold run's metrics, then the experiment's.
     pairs = [(base, cold, k, a.epochs) for k in ACCURACIES]
     pairs.append((base_exp, exp, "keras_val_accuracy", a.exp_epochs))
-    equal = [all(b[k] == p[k] for b, p in zip(b_runs, p_runs)) for b_runs, p_runs, k, _ in pairs]
+    equal = [all(b[k] == p[k] for b, p in zip(b_runs, p_runs, strict=True)) for b_runs, p_runs, k, _ in pairs]
     data = (f"a smoke sample (max_samples={a.max_samples})" if a.max_samples
             else "the real data (60,000 + 10,000 images)")
     busy = others["cpu"] / others["wall"]
 
     lines = [
-        f"Produced by `{' '.join(['python -m bench.run', *sys.argv[1:]])}` on {started:%Y-%m-%d %H:%M} UTC "
-        f"on {data}; {a.runs} round(s), figures are medians.",
+        (f"Produced by `{' '.join(['python -m bench.run', *sys.argv[1:]])}` on {started:%Y-%m-%d %H:%M} UTC "
+         f"on {data}; {a.runs} round(s), figures are medians."),
         "",
         *table(["machine", ""], machine() + [[
             "other processes' CPU during the run",
@@ -227,8 +212,8 @@ def figures(bench: Bench, started: datetime.datetime, others: dict) -> str:
             [f"cold `dvc repro -f` ≤ {TARGETS['cold']} × baseline",
              f"{med(cold, 'wall'):.1f} s / {med(base, 'wall'):.1f} s = **{ratio:.2f} ×**",
              met(ratio <= TARGETS["cold"])],
-            [f"`dvc exp run -S epochs={a.exp_epochs}` ≤ {TARGETS['exp']} × baseline "
-             f"at {a.exp_epochs} epochs",
+            [(f"`dvc exp run -S epochs={a.exp_epochs}` ≤ {TARGETS['exp']} × baseline "
+              f"at {a.exp_epochs} epochs"),
              f"{med(exp, 'wall'):.1f} s / {med(base_exp, 'wall'):.1f} s = **{exp_ratio:.2f} ×**",
              met(exp_ratio <= TARGETS["exp"])],
             [f"no-op `dvc repro` ≤ {TARGETS['noop_s']:.0f} s, nothing rerun",
@@ -239,13 +224,13 @@ def figures(bench: Bench, started: datetime.datetime, others: dict) -> str:
             ["accuracies equal to the baseline's", f"{sum(equal)} of {len(equal)} equal in every round",
              met(all(equal))],
         ]),
-        f"metrics/*.json byte-identical across the {len(bench.metrics)} cold run(s): "
-        f"**{'yes' if all(m == bench.metrics[0] for m in bench.metrics) else 'NO'}**.",
+        (f"metrics/*.json byte-identical across the {len(bench.metrics)} cold run(s): "
+         f"**{'yes' if all(m == bench.metrics[0] for m in bench.metrics) else 'NO'}**."),
         "",
         "## Wall time (s)",
         "",
-        "CPU: user + system seconds of the process and its descendants. Peak RSS: the largest single "
-        "process of the tree.",
+        ("CPU: user + system seconds of the process and its descendants. Peak RSS: the largest single "
+         "process of the tree."),
         "",
         *table(["run", "median", "runs", "ratio to its baseline", "CPU s", "peak RSS GiB"], [
             run_row(f"baseline, {a.epochs} epochs", base, "1"),
@@ -276,7 +261,7 @@ def figures(bench: Bench, started: datetime.datetime, others: dict) -> str:
                 "runs: baseline / pipeline"],
                [[k, str(epochs), f"{med(b_runs, k):.4f}", f"{med(p_runs, k):.4f}",
                  "yes" if same else "**NO**", f"{each(b_runs, k, 4)} / {each(p_runs, k, 4)}"]
-                for (b_runs, p_runs, k, epochs), same in zip(pairs, equal)]),
+                for (b_runs, p_runs, k, epochs), same in zip(pairs, equal, strict=True)]),
     ]
     return "\n".join(lines)
 
@@ -308,7 +293,7 @@ def main() -> None:
     if args.max_samples is not None and args.max_samples < 500:
         parser.error("--max-samples must be at least 500 (params.yaml's limit)")
 
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
     machine_cpu, own_cpu, clock = machine_cpu_seconds(), own_cpu_seconds(), time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     log(f"working in {work}")

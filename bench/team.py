@@ -25,14 +25,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+from scripts.toolkit import DATASET, REPO, Store, clone, copy_project, dvc, git
 
-from conftest import git, make_project  # noqa: E402  (the tests' project copy, reused)
-from scripts.storage import Store  # noqa: E402
-from team.helpers import clone, ok, run  # noqa: E402
-
-DATASET = "/usr/share/datasets/fashion-mnist"
 SWEEP = [["-S", f"model.learning_rate={rate}"] for rate in (0.0005, 0.002, 0.004, 0.008)]
 
 
@@ -51,49 +45,42 @@ def baseline(max_samples: int | None, epochs: int) -> float:
 
 def sweep(root: Path, experiments: list[list[str]], env: dict[str, str]) -> None:
     for args in experiments:
-        ok(run(root, "dvc", "exp", "run", *args, env=env))
+        dvc(root, "exp", "run", *args, env=env)
 
 
 def run_team(work: Path, max_samples: int | None, epochs: int) -> list[tuple[str, str]]:
     """Measure the three figures once, in `work`; rows of (what, measured)."""
-    store = Store(work / "store")
-    store.start()
-    env = store.env()
-    try:
-        params = {"epochs": epochs, "download.sources": [DATASET]}
+    with Store(work / "store") as store:
+        env = store.env()
+        params = {"epochs": epochs, "download.sources": [str(DATASET)]}
         if max_samples:
             params["max_samples"] = max_samples
-        a = make_project(work / "a", **params)
-        git(a, "branch", "-M", "main")
-        subprocess.run(["git", "init", "-q", "--bare", str(work / "origin.git")], check=True)
-        git(a, "remote", "add", "origin", str(work / "origin.git"))
-        ok(run(a, "dvc", "repro", env=env))
+        a = copy_project(work / "a", params, origin=work / "origin.git")
+        dvc(a, "repro", env=env)
         git(a, "add", "-A")
         git(a, "commit", "-qm", "run")
-        ok(run(a, "dvc", "push", "--run-cache", env=env))
+        dvc(a, "push", "--run-cache", env=env)
         git(a, "push", "-q", "origin", "main")
 
         base = baseline(max_samples, epochs)
         fresh = clone(work / "origin.git", work / "fresh")
-        up_to_date = timed(lambda: ok(run(fresh, "dvc", "repro", "--pull", "--allow-missing", env=env)))
+        up_to_date = timed(lambda: dvc(fresh, "repro", "--pull", "--allow-missing", env=env))
         empty = clone(work / "origin.git", work / "empty")
-        pull = timed(lambda: ok(run(empty, "dvc", "pull", env=env)))
+        pull = timed(lambda: dvc(empty, "pull", env=env))
         size = sum(p.stat().st_size for p in (empty / ".dvc/cache").rglob("*") if p.is_file())
 
         workers = [clone(work / "origin.git", work / f"w{i}") for i in range(3)]
         for w in workers:
-            ok(run(w, "dvc", "pull", env=env))
+            dvc(w, "pull", env=env)
         one = timed(lambda: sweep(workers[0], SWEEP, env))
         with ThreadPoolExecutor(2) as pool:
             two = timed(lambda: list(pool.map(lambda wa: sweep(wa[0], wa[1], env),
                                               [(workers[1], SWEEP[:2]), (workers[2], SWEEP[2:])])))
-    finally:
-        store.stop()
     return [
         ("baseline (bench/baseline.py)", f"{base:.1f} s"),
         ("fresh clone to up to date, ≤ 0.1 × baseline", f"{up_to_date:.1f} s, {up_to_date / base:.2f} ×"),
-        ("`dvc pull` of every output, empty cache", f"{pull:.1f} s, {size / 2**20:.0f} MiB, "
-                                                   f"{size / 2**20 / pull:.0f} MiB/s"),
+        ("`dvc pull` of every output, empty cache", (f"{pull:.1f} s, {size / 2**20:.0f} MiB, "
+                                                    f"{size / 2**20 / pull:.0f} MiB/s")),
         ("sweep of 4 experiments: 2 clones in parallel / 1 clone",
          f"{two:.1f} s / {one:.1f} s = {two / one:.2f}"),
     ]

@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
-"""Build the offline page template of `dvc plots show` / `dvc plots diff`: Vega, Vega-Lite and vega-embed inlined.
+"""Build the offline page of `dvc plots show` / `dvc plots diff`: Vega, Vega-Lite and vega-embed inlined.
 
-    python scripts/build_plots_page.py
+    python -m scripts.build_plots_page
 
 DVC's own page loads the three libraries from a CDN, so without a network its charts stay blank.
 This installs the versions pinned in plots-page/package.json (exactly as plots-page/package-lock.json
@@ -67,7 +66,7 @@ def install(workdir: Path) -> Path:
         shutil.copy2(PACKAGES / name, workdir / name)
     result = subprocess.run(
         ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
-        cwd=workdir, capture_output=True, text=True,
+        cwd=workdir, capture_output=True, text=True, check=False,
     )
     if result.returncode != 0:
         raise BuildError(f"npm ci failed:\n{result.stderr.strip()}")
@@ -96,7 +95,7 @@ def inline(node_modules: Path, name: str, build: str, license_file: str) -> tupl
 def build() -> str:
     with tempfile.TemporaryDirectory() as workdir:
         node_modules = install(Path(workdir))
-        versions, scripts = zip(*(inline(node_modules, *library) for library in LIBRARIES))
+        versions, scripts = zip(*(inline(node_modules, *library) for library in LIBRARIES), strict=True)
     return (TEMPLATE.replace("{versions}", ", ".join(versions))
             .replace("{libraries}", "\n".join(scripts)))
 

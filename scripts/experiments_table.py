@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Run a few experiments on the full data in a scratch copy of the project; print a Markdown table.
 
-    python scripts/experiments_table.py [EXPERIMENT ...] [--rev REV] [--source DIR] [--workdir DIR]
+    python -m scripts.experiments_table [EXPERIMENT ...] [--rev REV] [--source DIR] [--workdir DIR]
 
 Each EXPERIMENT is one or more `dvc exp run -S` overrides separated by spaces, e.g. "epochs=10" or
 "model.hidden=[100] model.dropout=0.2"; by default the README's three. The project's pipeline at
@@ -12,21 +11,15 @@ nothing in it is typed by hand. The repository this script lives in is only read
 """
 
 import argparse
-import io
 import json
-import os
 import shutil
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
-from project_files import PROJECT_FILES  # this script's folder
+from scripts.toolkit import DATASET, CommandFailed, copy_project, dvc, exp_show, git
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_EXPERIMENTS = ["epochs=10", "model.hidden=[100]", "model.optimizer=adam"]
 COLUMNS = {  # column → key of metrics/summary.json
     "SGD CV acc": "sgd_cv_accuracy",
@@ -35,71 +28,24 @@ COLUMNS = {  # column → key of metrics/summary.json
 }
 
 
-def run(cwd: Path, *args: str) -> str:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # dvc.yaml runs `python`
-    env.update(GIT_AUTHOR_NAME="experiments", GIT_AUTHOR_EMAIL="experiments@localhost",
-               GIT_COMMITTER_NAME="experiments", GIT_COMMITTER_EMAIL="experiments@localhost")
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        output = f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        sys.exit(f"error: `{' '.join(args)}` failed in {cwd}:\n{output}")
-    return result.stdout
-
-
-def dvc(cwd: Path, *args: str) -> str:
-    sibling = Path(sys.executable).parent / "dvc"
-    return run(cwd, str(sibling) if sibling.is_file() else "dvc", *args)
-
-
-def copy_project(rev: str, workdir: Path, source: str | None, max_samples: int | None) -> None:
-    """The pipeline files of `rev` in a new Git repository at `workdir`, with one commit."""
-    archive = subprocess.run(["git", "archive", "--format=tar", rev, *PROJECT_FILES],
-                             cwd=REPO, capture_output=True, check=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(workdir, filter="data")
-    params = yaml.safe_load((workdir / "params.yaml").read_text())
-    if source is not None:  # only where the data comes from: the same files, checked by sha256
-        params["download"]["sources"] = [source]
-    if max_samples is not None:  # a quick trial of the script; the README's table uses all the data
-        params["max_samples"] = max_samples
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(workdir, "git", "init", "-q")
-    run(workdir, "git", "add", "-A")
-    run(workdir, "git", "commit", "-qm", f"pipeline of {rev}")
-
-
-def flatten(values: dict, prefix: str = "") -> dict[str, object]:
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def show(value: object) -> str:
     return json.dumps(value) if isinstance(value, (list, dict, type(None), bool)) else str(value)
 
 
 def rows(workdir: Path, names: list[str]) -> list[list[str]]:
     """One row for the baseline, then one per experiment in `names` order, from `dvc exp show --json`."""
-    shown = json.loads(dvc(workdir, "exp", "show", "--json"))
-    baseline = next(commit for commit in shown if commit["rev"] != "workspace")
+    shown = exp_show(workdir)
+    baseline = shown[0]  # the commit the experiments ran from
 
-    def cells(data: dict) -> tuple[dict, list[str]]:
-        params = flatten(data["params"]["params.yaml"]["data"])
-        summary = data["metrics"]["metrics/summary.json"]["data"]
-        return params, [f"{summary[key]:.4f}" for key in COLUMNS.values()]
+    def cells(metrics: dict) -> list[str]:
+        return [f"{metrics[key]:.4f}" for key in COLUMNS.values()]
 
-    base_params, base_cells = cells(baseline["data"])
-    table = [["original model (baseline)", "—", *base_cells]]
-    experiments = {e["name"]: e["revs"][0]["data"] for e in baseline.get("experiments") or []}
+    table = [["original model (baseline)", "—", *cells(baseline.metrics)]]
+    experiments = {e.name: e for e in shown if e.name}
     for name in names:
-        params, metrics = cells(experiments[name])
-        changed = [f"`{k}={show(v)}`" for k, v in params.items() if base_params.get(k) != v]
-        table.append([name, ", ".join(changed) or "none", *metrics])
+        params = experiments[name].params
+        changed = [f"`{k}={show(v)}`" for k, v in params.items() if baseline.params.get(k) != v]
+        table.append([name, ", ".join(changed) or "none", *cells(experiments[name].metrics)])
     return table
 
 
@@ -125,7 +71,7 @@ def main() -> None:
     parser.add_argument("experiments", nargs="*", default=DEFAULT_EXPERIMENTS,
                         help=f"overrides of one experiment, space-separated (default: {DEFAULT_EXPERIMENTS})")
     parser.add_argument("--rev", default="HEAD", help="the project's revision to measure (default: HEAD)")
-    parser.add_argument("--source", help="the data's only source, e.g. /usr/share/datasets/fashion-mnist")
+    parser.add_argument("--source", help=f"the data's only source, e.g. {DATASET}")
     parser.add_argument("--max-samples", type=int, help="a quick trial on fewer images (default: all)")
     parser.add_argument("--workdir", type=Path, help="keep the copy here (a new or empty directory)")
     args = parser.parse_args()
@@ -138,11 +84,14 @@ def main() -> None:
     else:
         workdir = Path(tempfile.mkdtemp(prefix="fashion-mnist-experiments-"))
     try:
-        copy_project(args.rev, workdir, args.source, args.max_samples)
+        params = {"download.sources": [args.source]} if args.source else {}
+        if args.max_samples is not None:  # a quick trial of the script; the README's table uses all the data
+            params["max_samples"] = args.max_samples
+        copy_project(workdir, params, rev=args.rev)
         start = time.perf_counter()
         dvc(workdir, "repro")
-        run(workdir, "git", "add", "-A")
-        run(workdir, "git", "commit", "-qm", "baseline results")
+        git(workdir, "add", "-A")
+        git(workdir, "commit", "-qm", "baseline results")
         print(f"baseline: {time.perf_counter() - start:.0f} s", file=sys.stderr)
         names = []
         for experiment in args.experiments:
@@ -152,6 +101,8 @@ def main() -> None:
             dvc(workdir, "exp", "run", "--temp", "-n", names[-1], *[a for o in overrides for a in ("-S", o)])
             print(f"{names[-1]}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
         print(markdown(rows(workdir, names)), end="")
+    except CommandFailed as error:
+        sys.exit(f"error: {error}")
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)

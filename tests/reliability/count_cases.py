@@ -1,11 +1,17 @@
-"""Print the README's "Reliability" table: each fault class, its cases, what the user sees.
+"""Write the fault table of tests/reliability/README.md: each fault class, its distinct cases, what
+the user sees.
 
-    .venv/bin/python tests/reliability/count_cases.py
+    python -m tests.reliability.count_cases           # rewrite the table between its markers
+    python -m tests.reliability.count_cases --check   # exit 1 if the file's table is stale
 
-A case is one collected test of tests/reliability (each parametrized value counts once); the
-fault class and what the user sees are each test module's FAULT_CLASS and USER_SEES.
+A case is one collected test of tests/reliability: each parametrized value is a distinct fault and
+counts once; a test marked `control` (a happy path or a control that makes a fault test meaningful)
+runs but is not counted. The class and what the user sees are each module's FAULT_CLASS and USER_SEES.
 """
 
+import argparse
+import contextlib
+import io
 import sys
 from collections import Counter
 from pathlib import Path
@@ -13,6 +19,10 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
+README = HERE / "README.md"
+START, END = "<!-- fault-table:start -->", "<!-- fault-table:end -->"
+ORDER = ["test_download_faults", "test_data_faults", "test_params_faults", "test_interruption",
+         "test_determinism", "test_concurrency", "test_safety", "test_store_faults"]
 
 
 class Collector:
@@ -22,33 +32,47 @@ class Collector:
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         for item in items:
-            module = item.module
-            self.cases[module.__name__] += 1
-            self.modules[module.__name__] = module
+            if not hasattr(item.module, "FAULT_CLASS"):  # no fault class: e.g. this table's own test
+                continue
+            name = item.module.__name__.rsplit(".", 1)[-1]
+            self.modules[name] = item.module
+            self.cases[name] += item.get_closest_marker("control") is None
 
 
 def table() -> str:
     collector = Collector()
-    code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", str(HERE)],
-                       plugins=[collector])
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", str(HERE)], plugins=[collector])
     if code != 0:
-        raise SystemExit(f"collection failed ({code})")
+        raise SystemExit(f"error: collecting {HERE} failed (pytest exit {code})")
     rows = ["| Fault class | Cases | What the user sees |", "| --- | ---: | --- |"]
-    for name, module in sorted(collector.modules.items(),
-                               key=lambda kv: ORDER.index(kv[0].rsplit(".", 1)[-1])
-                               if kv[0].rsplit(".", 1)[-1] in ORDER else 99):
+    for name in sorted(collector.modules, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
+        module = collector.modules[name]
         rows.append(f"| {module.FAULT_CLASS} | {collector.cases[name]} | {module.USER_SEES} |")
     rows.append(f"| **total** | **{sum(collector.cases.values())}** | |")
     return "\n".join(rows)
 
 
-ORDER = ["test_download_faults", "test_data_faults", "test_params_faults", "test_interruption",
-         "test_determinism", "test_concurrency", "test_safety", "test_store_faults"]
+def with_table(document: str, text: str) -> str:
+    head, rest = document.split(START)
+    return f"{head}{START}\n{text}\n{END}{rest.split(END)[1]}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if the table in the file is stale")
+    args = parser.parse_args()
+    document = README.read_text()
+    updated = with_table(document, table())
+    if args.check:
+        if updated != document:
+            print(f"error: {README.relative_to(HERE.parents[1])} is stale: run "
+                  "`python -m tests.reliability.count_cases`", file=sys.stderr)
+            return 1
+        return 0
+    README.write_text(updated)
+    return 0
+
 
 if __name__ == "__main__":
-    import contextlib
-    import io
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        text = table()
-    sys.stdout.write(text + "\n")
+    sys.exit(main())

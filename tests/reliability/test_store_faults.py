@@ -1,108 +1,174 @@
-"""Faults of the shared S3 store and of a full disk: a clear error, nothing lost, the next run completes."""
+"""Faults of the shared S3 store and of a full disk: DVC's own error, nothing lost, the next run completes.
 
+The messages are DVC's (3.67) as a user sees them; the README's reliability table quotes them.
+"""
+
+import os
+import re
+import shutil
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from conftest import VENV_BIN, git, ok, run, venv_env
-from team.helpers import clone, digests, new_project, start_store
-
-from .conftest import closed_port_url
+from scripts.toolkit import (
+    DATASET,
+    VENV_BIN,
+    Store,
+    clone,
+    closed_port_url,
+    copy_project,
+    digests,
+    dvc,
+    git,
+    run,
+    venv_env,
+)
 
 FAULT_CLASS = "store: the shared S3 remote fails, or the disk fills"
-USER_SEES = ("DVC's `ERROR: failed to push data to the cloud` / `failed to pull data from the cloud` "
-             "naming the cause (403 signature, bucket does not exist, could not connect, "
-             "No space left on device) within seconds, exit 1; no local file or dvc.lock changed; "
-             "after the fault is gone the same command completes and a fresh clone pulls everything")
+USER_SEES = ("DVC's own `ERROR:` line naming the cause (`Forbidden ... (403)` for a wrong key id or secret, "
+             "`NoSuchBucket`, `Could not connect to the endpoint URL`, `No space left on device`): exit 255 "
+             "for push and exp push, 1 for pull; no local file or dvc.lock changed; after the fault is gone "
+             "the same command completes")
+FORBIDDEN = "Forbidden: An error occurred (403) when calling the HeadObject operation: Forbidden"
+LOCAL = ("data", "dvc.lock", ".dvc/cache")  # what a failed transfer must leave as it was
+NO_BUCKET = ("The specified bucket does not exist: An error occurred (NoSuchBucket) when calling the "
+             "ListObjectsV2 operation: The specified bucket does not exist")
+# What each fault changes of the store's variables (a missing bucket: of the remote's URL).
+FAULTS = {
+    "wrong key id": {"AWS_ACCESS_KEY_ID": "dvc0000000000000000"},
+    "wrong secret": {"AWS_SECRET_ACCESS_KEY": "not-the-secret"},
+    "missing bucket": {},
+    "store not running": {"AWS_ENDPOINT_URL_S3": "closed port"},
+}
+COMMANDS = {"push": ("push",), "pull": ("pull", "download"), "exp push": ("exp", "push", "origin", "faulty")}
+
+
+def expected(fault: str, command: str, endpoint: str) -> tuple[int, list[str]]:
+    """DVC's exit code and ERROR lines (as patterns) for `command` under `fault`."""
+    # The URL names the first request that failed: the bucket, a folder or an object in it.
+    refused = re.escape(f'Could not connect to the endpoint URL: "{endpoint}/fashion-mnist') + r'(/[\w/.]+)?"'
+    cause = {"wrong key id": re.escape(FORBIDDEN), "wrong secret": re.escape(FORBIDDEN),
+             "missing bucket": re.escape(NO_BUCKET), "store not running": refused}[fault]
+    if command == "pull" and fault == "missing bucket":  # DVC names no bucket: only missing files
+        return 1, [re.escape("ERROR: failed to pull data from the cloud - Checkout failed for following "
+                             "targets:")]
+    if command == "pull":
+        return 1, [re.escape("ERROR: failed to connect to s3 (fashion-mnist/cache/files/md5) - ") + cause,
+                   re.escape("ERROR: failed to pull data from the cloud - 1 files failed to download")]
+    prefix = "ERROR: unexpected error - " if command == "push" else "ERROR: failed to push cache: "
+    return 255, [prefix + cause]
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory, dataset):
-    """A store and a project whose `download` ran (data/raw: 53 MB in 5 objects)."""
+def shared(tmp_path_factory):
+    """A store holding data/raw (53 MB in 5 objects) of a project whose `download` ran and whose
+    experiment `faulty` is on origin; the project's .dvc/config.local points at the store."""
     base = tmp_path_factory.mktemp("store_faults")
-    store = start_store(base / "store")
-    project = new_project(base / "a", dataset, origin=base / "origin.git")
-    ok(run(project, "dvc", "repro", "download"))
+    with Store(base / "store") as store:
+        project = copy_project(base / "a", {"download.sources": [str(DATASET)]}, origin=base / "origin.git")
+        store.configure(project)
+        dvc(project, "repro", "download")
+        git(project, "add", "-A")
+        git(project, "commit", "-qm", "download")
+        git(project, "push", "-q", "origin", "main")
+        dvc(project, "push")
+        dvc(project, "exp", "run", "-n", "faulty", "-S", "download.retries=2", "download")
+        dvc(project, "exp", "push", "origin", "faulty")
+        yield store, project, base / "origin.git"
+
+
+@pytest.fixture(scope="module")
+def fault_runs(shared, tmp_path_factory):
+    """Each command under each fault, all at once (DVC retries a store that does not answer for
+    about 15 s): push and `exp push` in copies of the project sharing its cache, pull in a fresh
+    clone with an empty cache."""
+    store, project, origin = shared
+    base = tmp_path_factory.mktemp("faults")
+    endpoint = closed_port_url().rstrip("/")
+
+    def attempt(fault: str, command: str) -> tuple[subprocess.CompletedProcess, float, bool]:
+        root = base / f"{fault}-{command}"
+        if command == "pull":
+            clone(origin, root)
+            config = ""
+        else:
+            shutil.copytree(project, root, symlinks=True,  # all but the cache, shared instead
+                            ignore=lambda folder, _: ["cache"] if Path(folder) == project / ".dvc" else [])
+            config = f"[cache]\n    dir = {project / '.dvc/cache'}\n"
+        if fault == "missing bucket":
+            config += """['remote "storage"']\n    url = s3://no-such-bucket/cache\n"""
+        (root / ".dvc/config.local").write_text(config)
+        env = {**store.env(), **{k: endpoint if v == "closed port" else v for k, v in FAULTS[fault].items()}}
+        before = (git(root, "status", "--porcelain"), digests(root, LOCAL))
+        start = time.monotonic()
+        result = dvc(root, *COMMANDS[command], env=env, check=False)
+        seconds = time.monotonic() - start
+        return result, seconds, before == (git(root, "status", "--porcelain"), digests(root, LOCAL))
+
+    cases = [(fault, command) for fault in FAULTS for command in COMMANDS]
+    with ThreadPoolExecutor(len(cases)) as pool:
+        results = dict(zip(cases, pool.map(lambda case: attempt(*case), cases), strict=True))
+    return endpoint, results
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_store_fault_gives_dvc_s_error_and_changes_nothing(fault, fault_runs):
+    endpoint, results = fault_runs
+    for command in COMMANDS:
+        result, seconds, unchanged = results[fault, command]
+        errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR: ")]
+        code, patterns = expected(fault, command, endpoint)
+        assert result.returncode == code and len(errors) == len(patterns), (command, result.stderr)
+        assert all(re.fullmatch(p, line) for p, line in zip(patterns, errors, strict=True)), result.stderr
+        assert unchanged, command
+        assert seconds < 90  # DVC's retries of a store that does not answer: about 15 s
+
+
+def test_store_stopped_during_a_push_then_the_push_completes(tmp_path):
+    project = copy_project(tmp_path / "a", {"download.sources": [str(DATASET)]},
+                           origin=tmp_path / "origin.git")
+    dvc(project, "repro", "download")
     git(project, "add", "-A")
     git(project, "commit", "-qm", "download")
     git(project, "push", "-q", "origin", "main")
-    yield store, project, base / "origin.git"
-    store.stop()
-
-
-def failed(result: subprocess.CompletedProcess, *words: str) -> str:
-    text = result.stdout + result.stderr
-    assert result.returncode != 0, text
-    assert "Traceback" not in text, text
-    assert any(w.lower() in text.lower() for w in words), text
-    return text
-
-
-def unchanged(project: Path, before: dict) -> None:
-    assert git(project, "status", "--porcelain") == ""
-    assert digests(project, ("data", "dvc.lock")) == before
-
-
-def test_wrong_secret_is_refused(shared):
-    store, project, _ = shared
-    before = digests(project, ("data", "dvc.lock"))
-    env = {**store.env(), "AWS_SECRET_ACCESS_KEY": "not-the-secret"}
-    failed(run(project, "dvc", "push", env=env), "403", "SignatureDoesNotMatch", "Forbidden", "denied")
-    unchanged(project, before)
-
-
-def test_missing_bucket_is_named(shared):
-    store, project, _ = shared
-    before = digests(project, ("data", "dvc.lock"))
-    ok(run(project, "dvc", "remote", "add", "--local", "nobucket", "s3://no-such-bucket/cache"))
-    try:
-        failed(run(project, "dvc", "push", "-r", "nobucket", env=store.env()),
-               "NoSuchBucket", "does not exist")
-    finally:
-        ok(run(project, "dvc", "remote", "remove", "--local", "nobucket"))
-    unchanged(project, before)
-
-
-def test_store_not_running_fails_within_seconds(shared):
-    store, project, _ = shared
-    before = digests(project, ("data", "dvc.lock"))
-    env = {**store.env(), "AWS_ENDPOINT_URL_S3": closed_port_url().rstrip("/")}
-    start = time.monotonic()
-    failed(run(project, "dvc", "push", env=env, timeout=120), "connect", "Connection refused")
-    assert time.monotonic() - start < 30
-    unchanged(project, before)
-
-
-def test_store_stopped_during_a_push_then_the_push_completes(shared, tmp_path):
-    store, project, origin = shared
-    objects = store.data / "fashion-mnist"
-    # Slowed to 200 MB/s, the push lasts about 0.3 s: long enough to stop the store in its middle.
-    store.stop()
-    store.start(extra_args=("--bwlimit", "200M"))
+    before = (git(project, "status", "--porcelain"), digests(project, LOCAL))
+    # Slowed to 20 MB/s, the push lasts about 3 s: long enough to stop the store in its middle.
+    store = Store(tmp_path / "store", extra_args=("--bwlimit", "20M")).start()
+    store.configure(project)
+    objects = tmp_path / "store/fashion-mnist"
     # One attempt per request (botocore's AWS_MAX_ATTEMPTS): how long DVC retries a store that is
-    # gone is the previous test's subject, with the defaults (about 10 s); here it is what an
-    # interrupted transfer leaves behind.
-    push = subprocess.Popen(
-        [str(VENV_BIN / "dvc"), "push"], cwd=project,
-        env=venv_env(keep_pythonpath=True, **{**store.env(), "AWS_MAX_ATTEMPTS": "1"}),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    deadline = time.monotonic() + 60
-    while not any(p.is_file() for p in objects.rglob("*")) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    store.stop()  # in the middle: the first object is there, the 47 MB images are not
-    output = push.communicate(timeout=120)[0]
-    assert push.returncode != 0, output
-    assert "Traceback" not in output, output
+    # gone is test_a_store_fault_gives_dvc_s_error_and_changes_nothing's subject; here it is what
+    # an interrupted transfer leaves behind.
+    push = subprocess.Popen([str(VENV_BIN / "dvc"), "push"], cwd=project, text=True,
+                            env=venv_env({"AWS_MAX_ATTEMPTS": "1"}),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        while not [p for p in objects.rglob("*") if p.is_file() and ".partial" not in p.name]:
+            assert push.poll() is None, push.communicate()
+            time.sleep(0.01)
+    finally:
+        store.stop()  # in the middle: the first object is there, the 47 MB images are not
+    out, err = push.communicate(timeout=300)
+    assert push.returncode == 1, (out, err)
+    *transfers, last = [line for line in err.splitlines() if line.startswith("ERROR: ")]
+    assert re.fullmatch(r"ERROR: failed to push data to the cloud - [1-4] files? failed to upload", last), err
+    transfer = (rf"ERROR: failed to transfer '\w+' - Could not connect to the endpoint URL: "
+                rf'"{store.endpoint}/fashion-mnist/cache/files/md5/.+"')
+    assert transfers and all(re.fullmatch(transfer, line) for line in transfers), err
+    assert (git(project, "status", "--porcelain"), digests(project, LOCAL)) == before
 
+    store.extra_args = ()
     store.start()
-    ok(run(project, "dvc", "push", env=store.env()))
-    b = clone(origin, tmp_path / "b")
-    ok(run(b, "dvc", "pull", "download", env=store.env()))
+    dvc(project, "push")
+    b = clone(tmp_path / "origin.git", tmp_path / "b")
+    store.configure(b)
+    dvc(b, "pull", "download")
+    store.stop()
     assert digests(b, ("data/raw",)) == digests(project, ("data/raw",))
-    assert "up to date" in ok(run(b, "dvc", "status", "download"))
+    assert "up to date" in dvc(b, "status", "download").stdout
 
 
 @pytest.fixture
@@ -111,9 +177,12 @@ def small_disk(tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=30m", "tmpfs", str(disk)],
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, check=False)
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+        message = f"cannot mount a tmpfs here: {mounted.stderr.strip()}"
+        if os.environ.get("CI") == "true":  # CI runs every case: a skip there is a failure
+            pytest.fail(message)
+        pytest.skip(message)
     yield disk
     subprocess.run(["umount", "-l", str(disk)], check=False)
 
@@ -122,14 +191,20 @@ def grow(disk: Path) -> None:
     subprocess.run(["mount", "-o", "remount,size=400m", str(disk)], check=True)
 
 
+def no_space(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode != 0 and "No space left on device" in result.stderr, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
 def test_full_disk_while_pulling(shared, small_disk):
-    store, project, origin = shared
-    ok(run(project, "dvc", "push", env=store.env()))
+    _, project, origin = shared
     b = clone(origin, small_disk / "b")
-    failed(run(b, "dvc", "pull", "download", env=store.env()), "No space left", "ENOSPC")
+    shutil.copy(project / ".dvc/config.local", b / ".dvc/config.local")
+    no_space(dvc(b, "pull", "download", check=False))
     assert git(b, "status", "--porcelain") == ""  # dvc.lock untouched
+    assert digests(b, ("data",)) == {}  # no half-pulled file stands in data/
     grow(small_disk)
-    ok(run(b, "dvc", "pull", "download", env=store.env()))
+    dvc(b, "pull", "download")
     assert digests(b, ("data/raw",)) == digests(project, ("data/raw",))
 
 
@@ -137,9 +212,11 @@ def test_full_disk_while_a_stage_writes(shared, small_disk):
     _, project, origin = shared
     b = clone(origin, small_disk / "b")
     lock = (b / "dvc.lock").read_bytes()
-    failed(run(b, "dvc", "repro", "-f", "download"), "No space left", "ENOSPC")
+    no_space(run(b, "dvc", "repro", "-f", "download"))
     assert (b / "dvc.lock").read_bytes() == lock  # nothing half-written recorded
+    assert digests(b, ("data",)) == {}  # nor half-written in data/
     grow(small_disk)
-    ok(run(b, "dvc", "repro", "download"))
+    dvc(b, "repro", "download")
     assert digests(b, ("data/raw",)) == digests(project, ("data/raw",))
     assert git(b, "status", "--porcelain") == ""
+

@@ -1,4 +1,5 @@
-"""Team scale, end to end against a real S3 store on 127.0.0.1: push, pull, run-cache, experiments.
+"""Team scale, end to end against a real S3 store on 127.0.0.1: the store's set-up in two clones,
+push, pull, run-cache, experiments.
 
 Only DVC's own commands move data: `dvc push --run-cache`, `dvc exp push`, `dvc pull --run-cache`,
 `dvc exp pull`, `dvc repro --pull`. The summary stage's only output, metrics/summary.json, is not
@@ -7,22 +8,93 @@ clone summary reruns (0.1 s of arithmetic) where every other stage is restored.
 """
 
 import json
+import shlex
+import signal
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from conftest import git
-
-from .helpers import REPO, STAGES, clone, digests, ok, ran, restored, run
+from scripts.toolkit import (
+    REPO,
+    STAGES,
+    VENV_BIN,
+    clone,
+    copy_project,
+    digests,
+    dvc,
+    exp_show,
+    git,
+    ran_stages,
+    restored_stages,
+    run,
+    set_params,
+    venv_env,
+)
 
 RESULTS = ("data/model.keras", "metrics", "plots")  # what an experiment changes
+
+
+def output(result: subprocess.CompletedProcess) -> str:
+    return result.stdout + result.stderr
+
+
+def storage(project: Path, command: str, **popen: object) -> subprocess.Popen:
+    """`python -m scripts.storage COMMAND` in `project`, as `make storage` runs it in a clone."""
+    return subprocess.Popen([str(VENV_BIN / "python"), "-m", "scripts.storage", command], cwd=project,
+                            env=venv_env({"PYTHONPATH": str(REPO)}), text=True, **popen)
+
+
+def test_a_second_clone_reaches_the_store_started_from_the_first(tmp_path):
+    a = copy_project(tmp_path / "a", origin=tmp_path / "origin.git")
+    b = clone(tmp_path / "origin.git", tmp_path / "b")
+    # B keeps no store: it says so in one line, and how to get the keys, and starts nothing.
+    share = storage(b, "share", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = share.communicate(timeout=60)
+    assert share.returncode == 1 and out == "", (out, err)
+    assert err.splitlines() == [("error: this clone keeps no store; run `make storage` in the clone that "
+                                 "keeps it and run the `dvc remote modify --local` lines it prints here")]
+    assert not (b / ".storage").exists() and not (b / ".dvc/config.local").exists()
+
+    for restart in range(2):  # the keys stay the same across a restart of the store
+        server = storage(a, "serve", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        lines = [server.stdout.readline() for _ in range(5)]  # the store answers: what to run in B
+        commands = [shlex.split(line) for line in lines if line.startswith("dvc remote modify --local ")]
+        assert [c[5] for c in commands] == ["endpointurl", "access_key_id", "secret_access_key"], lines
+        secret = commands[2][6]
+        assert dvc(a, "config", "--local", "remote.storage.secret_access_key").stdout.strip() == secret
+        assert (a / ".dvc/config.local").stat().st_mode & 0o077 == 0  # no one else reads the secret
+        # The secret is in no process's arguments: `ps` shows the server's command line to every user.
+        processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+        assert "serve s3" in processes and secret not in processes
+        if restart == 0:
+            (a / "note.txt").write_text("shared through the store\n")
+            dvc(a, "add", "note.txt")
+            git(a, "add", "-A")
+            git(a, "commit", "-qm", "note")
+            git(a, "push", "-q", "origin", "main")
+            dvc(a, "push", "note.txt")
+            first = commands
+            for command in commands:  # the teammate pastes the lines into their clone
+                dvc(b, *command[1:])
+        assert commands == first
+        git(b, "pull", "-q", "origin", "main")
+        (b / "note.txt").unlink(missing_ok=True)
+        dvc(b, "pull", "--force", "note.txt")
+        assert (b / "note.txt").read_text() == "shared through the store\n"
+        # Configured, B still keeps no store: it neither describes nor starts one.
+        for command in ("share", "serve"):
+            assert storage(b, command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).wait(60) == 1
+        assert not (b / ".storage").exists()
+        server.send_signal(signal.SIGINT)  # Ctrl-C
+        assert server.wait(30) == 0, server.stderr.read()
 
 
 def test_fresh_clone_pulls_every_output_and_reruns_nothing(team, tmp_path):
     b = clone(team.origin, tmp_path / "b")
     assert not (b / ".dvc/cache").exists()
-    ok(run(b, "dvc", "pull", env=team.env))
+    dvc(b, "pull", env=team.env)
     assert digests(b) == team.a_outputs
-    out = ok(run(b, "dvc", "repro", env=team.env))
+    out = dvc(b, "repro", env=team.env).stdout
     assert "Running stage" not in out and "Data and pipelines are up to date." in out
     assert git(b, "status", "--porcelain") == ""
 
@@ -32,56 +104,51 @@ def test_every_stage_but_summary_is_restored_from_the_run_cache(team, tmp_path):
     # stage through the run-cache: the store's record of A's run with the same code and params.
     c = clone(team.origin, tmp_path / "c")
     (c / "dvc.lock").unlink()
-    out = ok(run(c, "dvc", "repro", "--pull", "--allow-missing", env=team.env))
-    assert restored(out) == set(STAGES) - {"summary"}, out
-    assert ran(out) == {"summary"}, out  # its record names an object no push uploads
+    out = output(dvc(c, "repro", "--pull", "--allow-missing", env=team.env))
+    assert set(restored_stages(out)) == set(STAGES) - {"summary"}, out
+    assert ran_stages(out) == ["summary"], out  # its record names an object no push uploads
     assert digests(c) == team.a_outputs  # summary.json included: the same inputs, the same bytes
     assert git(c, "status", "--porcelain") == ""  # the same dvc.lock as A's, byte for byte
 
 
 def worker(root: Path, name: str, args: list[str], env: dict[str, str]) -> str:
     """One machine of a sweep: its experiment, then the Git ref, outputs and run records shared."""
-    out = ok(run(root, "dvc", "exp", "run", "--pull", "-n", name, *args, env=env))
-    ok(run(root, "dvc", "exp", "push", "--run-cache", "origin", name, env=env))
+    out = output(dvc(root, "exp", "run", "--pull", "-n", name, *args, env=env))
+    dvc(root, "exp", "push", "--run-cache", "origin", name, env=env)
     return out
 
 
 def test_experiments_travel_between_machines(team, tmp_path):
     # w1 trains another model; w2 changes only the SGD baseline (no TensorFlow run: the test
     # needs one new model, not two).
-    experiments = {"w1": ["-S", "epochs=2"], "w2": ["-S", "sgd.max_iter=5"]}
+    experiments = {"w1": ["-S", "epochs=1"], "w2": ["-S", "sgd.max_iter=6"]}
     workers = {name: clone(team.origin, tmp_path / name) for name in experiments}
     # Both workers run their experiment at the same time against the same store.
     with ThreadPoolExecutor(len(workers)) as pool:
-        outputs = dict(zip(workers, pool.map(worker, workers.values(), workers,
-                                             experiments.values(), [team.env] * len(workers))))
-    assert ran(outputs["w1"]) == {"train", "evaluate", "summary"}, outputs["w1"]
-    assert ran(outputs["w2"]) == {"sgd_cv", "summary"}, outputs["w2"]
+        outputs = dict(zip(workers, pool.map(worker, workers.values(), workers, experiments.values(),
+                                             [team.env] * len(workers)), strict=True))
+    assert ran_stages(outputs["w1"]) == ["train", "evaluate", "summary"], outputs["w1"]
+    assert ran_stages(outputs["w2"]) == ["sgd_cv", "summary"], outputs["w2"]
 
     # A third machine, empty cache, runs w1's params again: the store has that run of train and
     # evaluate, so they are restored; summary reruns (its output is not cached).
     again = clone(team.origin, tmp_path / "again")
-    out = ok(run(again, "dvc", "exp", "run", "--pull", "-S", "epochs=2", env=team.env))
-    assert restored(out) == {"train", "evaluate"}, out
-    assert ran(out) == {"summary"}, out
+    out = output(dvc(again, "exp", "run", "--pull", "-S", "epochs=1", env=team.env))
+    assert restored_stages(out) == ["train", "evaluate"], out
+    assert ran_stages(out) == ["summary"], out
     assert digests(again, RESULTS) == digests(workers["w1"], RESULTS)
 
     # The lead pulls both and sees the whole sweep in one table.
     lead = clone(team.origin, tmp_path / "lead")
-    ok(run(lead, "dvc", "exp", "pull", "origin", *experiments, env=team.env))
-    shown = json.loads(ok(run(lead, "dvc", "exp", "show", "--json", env=team.env)).strip())
-    found = {}
-    for baseline in shown:
-        for exp in baseline.get("experiments") or []:
-            rev = exp["revs"][0]
-            found[exp["name"]] = rev["data"]["metrics"]["metrics/summary.json"]["data"]
-    assert set(found) == set(experiments), shown
+    dvc(lead, "exp", "pull", "origin", *experiments, env=team.env)
+    found = {e.name: e.metrics for e in exp_show(lead, env=team.env) if e.name}
+    assert set(found) == set(experiments), found
     for name, root in workers.items():
         assert found[name] == json.loads((root / "metrics/summary.json").read_text())
 
     # Applying w1 and pulling brings w1's model, byte for byte (not A's).
-    ok(run(lead, "dvc", "exp", "apply", "w1", env=team.env))
-    ok(run(lead, "dvc", "pull", env=team.env))
+    dvc(lead, "exp", "apply", "w1", env=team.env)
+    dvc(lead, "pull", env=team.env)
     assert digests(lead, RESULTS) == digests(workers["w1"], RESULTS)
     assert digests(lead, ("data/model.keras",)) != {"data/model.keras": team.a_outputs["data/model.keras"]}
 
@@ -89,11 +156,27 @@ def test_experiments_travel_between_machines(team, tmp_path):
 def test_ci_reruns_only_what_a_change_touches(team, tmp_path):
     # The pull-request job: a change to an sgd param, the rest restored from the store.
     pr = clone(team.origin, tmp_path / "pr")
-    params = (pr / "params.yaml").read_text().replace("max_iter: 3", "max_iter: 4")
-    (pr / "params.yaml").write_text(params)
-    out = ok(run(pr, str(REPO / "scripts/ci_cache.sh"), "repro", env=team.env))
-    assert ran(out) == {"sgd_cv", "summary"}, out
+    set_params(pr, {"sgd.max_iter": 4})
+    out = output(run(pr, str(REPO / "scripts/ci_cache.sh"), "repro", env=team.env, check=True))
+    assert ran_stages(out) == ["sgd_cv", "summary"], out
     assert digests(pr, ("data/model.keras",)) == {"data/model.keras": team.a_outputs["data/model.keras"]}
     # Without the store's keys (no repository secrets) the push step does nothing and succeeds.
     no_keys = run(pr, str(REPO / "scripts/ci_cache.sh"), "push", env={"AWS_ACCESS_KEY_ID": ""})
     assert no_keys.returncode == 0 and "no store credentials" in no_keys.stderr
+
+
+def test_exp_apply_head_in_a_clone_with_an_empty_cache_then_pull(team, tmp_path):
+    # A failed experiment in a fresh clone; `dvc exp apply HEAD` puts params.yaml back but has no
+    # cached outputs to check out: DVC says so (exit 255) and `dvc pull` completes the way back.
+    b = clone(team.origin, tmp_path / "b")
+    failed = dvc(b, "exp", "run", "-S", "split.test_size=0", check=False, env=team.env)
+    assert failed.returncode != 0 and "split.test_size = 0 is not allowed" in output(failed)
+    applied = dvc(b, "exp", "apply", "HEAD", check=False, env=team.env)
+    assert applied.returncode == 255, output(applied)
+    lines = applied.stderr.splitlines()
+    assert lines[0] == "ERROR: Checkout failed for following targets:", lines
+    assert "data/model.keras" in lines and "Is your cache up to date?" in lines, lines
+    assert git(b, "status", "--porcelain") == ""  # params.yaml is HEAD's again
+    dvc(b, "pull", env=team.env)
+    assert "up to date" in dvc(b, "status").stdout
+    assert digests(b) == team.a_outputs
