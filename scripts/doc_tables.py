@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     stale = [path for path, text in generated().items() if path.read_text() != text]
     if args.check:
         for path in stale:
-            print(f"error: {path.relative_to(REPO)} is stale: run `python -m scripts.doc_tables`", file=sys.stderr)
+            print(f"error: {path.relative_to(REPO)} is stale: run `python -m scripts.doc_tables`",
+                  file=sys.stderr)
         return 1 if stale else 0
     for path, text in generated().items():
         path.write_text(text)

@@ -37,6 +37,14 @@ DATASET = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-
 STAGES = ("download", "prepare", "split", "sgd_cv", "train", "evaluate", "summary")
 # What a fresh copy of the pipeline needs to run and plot.
 PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore")
+# The tests' shared runs (tests/conftest.py): small, and every stage still does its real work.
+SMALL = 2000  # max_samples: 1,600 train, 400 validation, 2,000 test
+SMALL_RUN_PARAMS = {"max_samples": SMALL, "epochs": 2, "sgd.folds": 2, "download.sources": [str(DATASET)]}
+EXPERIMENT_EPOCHS = (1, 3)  # the shared queue's experiments; the small run trains 2 epochs
+APPLIED_EPOCHS = 3  # the one of them the queue's fixture applies and commits
+# metrics/summary.json's keys, in order: the three accuracies the study compares first.
+SUMMARY_KEYS = ["sgd_cv_accuracy", "keras_val_accuracy", "keras_test_accuracy", "sgd_cv_accuracy_std",
+                "keras_train_accuracy", "keras_train_loss", "keras_val_loss", "keras_test_loss"]
 BUCKET = "fashion-mnist"  # the bucket of the default remote `storage` (s3://fashion-mnist/cache)
 REMOTE = "storage"
 # Every output of the pipeline (metrics/summary.json is in Git, the rest in DVC's cache).
@@ -153,8 +161,8 @@ def temporaries(root: Path) -> list[str]:
 
 def error_line(code: int, lines: list[str]) -> str:
     """The single `error: ...` line of an exit 1 (the project's rule for bad input), checked."""
-    assert code == 1, (code, lines[-20:])
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines[-20:]
+    if code != 1 or len(lines) != 1 or not lines[0].startswith("error: "):
+        raise AssertionError(f"expected exit 1 and one `error:` line, got exit {code}: {lines[-20:]}")
     return lines[0]
 
 

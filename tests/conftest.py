@@ -16,16 +16,19 @@ from pathlib import Path
 
 import pytest
 
-from scripts.toolkit import DATASET, VENV_BIN, copy_project, dvc, exp_show, git, venv_env
-
-SMALL = 2000  # max_samples of the shared runs: 1,600 train, 400 validation, 2,000 test
-# The shared runs: small, and every stage still does its real work.
-PIPELINE_PARAMS = {"max_samples": SMALL, "epochs": 2, "sgd.folds": 2, "download.sources": [str(DATASET)]}
-EXPERIMENT_EPOCHS = (1, 3)  # queued_experiments' runs; the reference trains 2 epochs
-APPLIED_EPOCHS = 3
-# metrics/summary.json's keys, in order: the three accuracies the study compares first.
-SUMMARY_KEYS = ["sgd_cv_accuracy", "keras_val_accuracy", "keras_test_accuracy", "sgd_cv_accuracy_std",
-                "keras_train_accuracy", "keras_train_loss", "keras_val_loss", "keras_test_loss"]
+from scripts.toolkit import (
+    APPLIED_EPOCHS,
+    DATASET,
+    EXPERIMENT_EPOCHS,
+    SMALL,
+    SMALL_RUN_PARAMS,
+    VENV_BIN,
+    copy_project,
+    dvc,
+    exp_show,
+    git,
+    venv_env,
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -121,7 +124,7 @@ def entry_point(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 
 @dataclass
 class ReferenceRun:
-    """A small project (PIPELINE_PARAMS) reproduced from scratch by one uninterrupted `dvc repro`,
+    """A small project (SMALL_RUN_PARAMS) reproduced from scratch by one uninterrupted `dvc repro`,
     its results committed on main and pushed to the bare repository `origin`."""
 
     project: Path
@@ -137,7 +140,7 @@ def reference_run(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Re
     home, tmpdir = root / "home", root / "tmp"
     home.mkdir()
     tmpdir.mkdir()
-    project = copy_project(root / "project", PIPELINE_PARAMS, origin=root / "origin.git")
+    project = copy_project(root / "project", SMALL_RUN_PARAMS, origin=root / "origin.git")
     result = dvc(project, "repro", env={"HOME": str(home), "TMPDIR": str(tmpdir)})
     git(project, "add", "-A")
     git(project, "commit", "-qm", "results")
@@ -199,8 +202,8 @@ def queued_experiments(reference: Path, tmp_path_factory: pytest.TempPathFactory
     output = run_all.stdout.read()
     assert run_all.returncode == 0, output[-3000:]
     try:
-        runs = {int(e.params["epochs"]): {"name": e.name, "rev": e.rev, "state": e.state, "metrics": e.metrics}
-                for e in exp_show(project, env=env) if e.name}
+        runs = {int(e.params["epochs"]): {"name": e.name, "rev": e.rev, "state": e.state,
+                                          "metrics": e.metrics} for e in exp_show(project, env=env) if e.name}
         if APPLIED_EPOCHS in runs:
             applied = runs[APPLIED_EPOCHS]["name"]
             runs[APPLIED_EPOCHS]["log"] = dvc(project, "queue", "logs", applied, env=env).stdout
@@ -220,18 +223,11 @@ def queued_experiments(reference: Path, tmp_path_factory: pytest.TempPathFactory
         dvc(project, "queue", "stop", "--kill", check=False, env=env)  # no worker outlives the tests
 
 
-# Kept for other branches' tests until the merge moves them to scripts.toolkit and fixtures:
-# make_project(root, **params) is copy_project(root, params); model_params the study's params.Model.
-from scripts.toolkit import REPO, STAGES, error_line, ran_stages, run, temporaries, wait_for  # noqa: F401
-
-
-def make_project(root: Path, **params: object) -> Path:
-    return copy_project(root, params)
-
-
-def model_params(**changes: object):
+@pytest.fixture
+def model_params() -> Callable[..., object]:
+    """model_params(**changes) → stages.params.Model: the study's defaults, `changes` applied."""
     from stages import params
 
     defaults = {"hidden": [], "activation": "relu", "optimizer": "rmsprop", "learning_rate": 0.001,
                 "dropout": 0.0}
-    return params.Model(**{**defaults, **changes})
+    return lambda **changes: params.Model(**{**defaults, **changes})

@@ -4,9 +4,7 @@ import csv
 import io
 import shutil
 
-from conftest import SUMMARY_KEYS
-
-from scripts.toolkit import dvc, git
+from scripts.toolkit import SUMMARY_KEYS, dvc, git
 
 FIXED_COLUMNS = ("Experiment", "rev", "typ", "Created", "parent", "State", "Executor")
 

@@ -3,12 +3,11 @@
 import zipfile
 
 import numpy as np
-from conftest import model_params
 
 from stages.keras_model import save_model
 
 
-def test_two_models_trained_alike_save_to_identical_bytes_that_load_safely(small, tmp_path):
+def test_two_models_trained_alike_save_to_identical_bytes_that_load_safely(small, tmp_path, model_params):
     from stages.keras_model import import_keras
     from stages.train import train
 

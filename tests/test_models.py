@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from conftest import model_params
 
 from stages.sgd_cv import cross_validate_sgd
 
@@ -21,7 +20,7 @@ def test_sgd_cross_validation_reports_each_fold(small, capsys):
     assert cross_validate_sgd(x, y, "log_loss", max_iter=5, folds=3, seed=42) == result
 
 
-def test_default_network_is_one_softmax_layer():
+def test_default_network_is_one_softmax_layer(model_params):
     from stages.keras_model import import_keras
     from stages.train import build_model
 
@@ -35,7 +34,7 @@ def test_default_network_is_one_softmax_layer():
     assert net.loss == "sparse_categorical_crossentropy"
 
 
-def test_hidden_layers_dropout_and_optimizer():
+def test_hidden_layers_dropout_and_optimizer(model_params):
     from stages.keras_model import import_keras
     from stages.train import build_model
 

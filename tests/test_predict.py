@@ -32,8 +32,8 @@ def read_idx(name: str) -> np.ndarray:
 def trained(tmp_path_factory):
     """(model path, the first N_TEST test images, the model's probabilities for their prepared rows)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "keras" not in sys.modules:  # Keras writes its config on first import: not in the user's home
-        os.environ["KERAS_HOME"] = str(tmp_path_factory.mktemp("keras-home"))
+    # Keras writes its config where KERAS_HOME says on first import: not in the user's home.
+    os.environ.setdefault("KERAS_HOME", str(tmp_path_factory.mktemp("keras-home")))
     import keras
 
     labels = np.frombuffer(gzip.decompress((DATASET / "train-labels-idx1-ubyte.gz").read_bytes()),

@@ -7,9 +7,7 @@ Matplotlib config directories in the workspace (.dvc/tmp/stage-home), so no ~/.k
 two runs interfering (sharing threads, files or seeds) would show as histories that disagree.
 """
 
-from conftest import APPLIED_EPOCHS, EXPERIMENT_EPOCHS, PIPELINE_PARAMS
-
-from scripts.toolkit import ran_stages
+from scripts.toolkit import APPLIED_EPOCHS, EXPERIMENT_EPOCHS, SMALL_RUN_PARAMS, ran_stages
 
 
 def test_queued_experiments_run_in_parallel_without_interfering(queued_experiments):
@@ -20,7 +18,7 @@ def test_queued_experiments_run_in_parallel_without_interfering(queued_experimen
     runs = queue.runs
     assert sorted(runs) == list(EXPERIMENT_EPOCHS)
     base = queue.histories["base"]
-    assert len(base) == PIPELINE_PARAMS["epochs"]
+    assert len(base) == SMALL_RUN_PARAMS["epochs"]
     longest = queue.histories[max(EXPERIMENT_EPOCHS)]
     for epochs, run in runs.items():
         assert run["state"] == "success"

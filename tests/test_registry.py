@@ -7,7 +7,6 @@ import gzip
 import hashlib
 import json
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,8 +109,8 @@ def test_predict_with_the_downloaded_model_prints_evaluates_classes(release, dow
     pngs = [tmp_path / f"test-{i}.png" for i in range(10)]
     for path, image in zip(pngs, images, strict=False):
         Image.fromarray(image).save(path)
-    if "keras" not in sys.modules:  # Keras writes its config on first import: not in the user's home
-        os.environ["KERAS_HOME"] = str(tmp_path / "keras-home")
+    # Keras writes its config where KERAS_HOME says on first import: not in the user's home.
+    os.environ.setdefault("KERAS_HOME", str(tmp_path / "keras-home"))
     capsys.readouterr()
     predict.main(["--model", str(downloaded[0]), *map(str, pngs)])  # as `python -m predict` runs it
     lines = capsys.readouterr().out.splitlines()

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import APPLIED_EPOCHS, PIPELINE_PARAMS, REPO, dvc, git, make_project
+
+from scripts.toolkit import APPLIED_EPOCHS, REPO, SMALL_RUN_PARAMS, copy_project, dvc, git
 
 SCRIPT = REPO / "scripts" / "pr_report.py"
 
@@ -53,7 +54,7 @@ def test_report_shows_the_params_metrics_and_plots_that_changed(two_commits, tmp
     assert markdown.startswith("## DVC report: `base`")
 
     assert table(markdown, "### Params") == [
-        ["params.yaml", "epochs", str(PIPELINE_PARAMS["epochs"]), str(APPLIED_EPOCHS)]]
+        ["params.yaml", "epochs", str(SMALL_RUN_PARAMS["epochs"]), str(APPLIED_EPOCHS)]]
 
     summary = {row[1]: row[2:] for row in table(markdown, "### Metrics")}
     assert set(summary) == set(before)  # every figure, the unchanged SGD accuracy too
@@ -124,8 +125,8 @@ class KernelPaths:
 def kernel_paths(tmp_path_factory, dataset) -> KernelPaths:
     """TF_ENABLE_ONEDNN_OPTS, TensorFlow's documented switch, takes another kernel path, as another
     CPU would: the losses differ in their last float bits (measured here: 1.118208885 and 1.118208766)."""
-    project = make_project(tmp_path_factory.mktemp("kernels") / "project", max_samples=1000, epochs=2,
-                           **{"sgd.folds": 2})
+    project = copy_project(tmp_path_factory.mktemp("kernels") / "project",
+                           {"max_samples": 1000, "epochs": 2, "sgd.folds": 2})
     (project / "data/raw").mkdir(parents=True)
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                  "t10k-labels-idx1-ubyte"):

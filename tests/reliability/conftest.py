@@ -19,10 +19,9 @@ from pathlib import Path
 
 import pytest
 import trustme
-from conftest import PIPELINE_PARAMS
 
 # Helpers other modules of this folder import from here until the merge; they live in the toolkit.
-from scripts.toolkit import VENV_BIN, closed_port_url, copy_project, dvc, snapshot, venv_env  # noqa: F401
+from scripts.toolkit import SMALL_RUN_PARAMS, VENV_BIN, closed_port_url, copy_project, dvc, snapshot, venv_env  # noqa: F401
 
 HERE = Path(__file__).resolve().parent
 
@@ -242,7 +241,7 @@ CONCURRENT_DURING = ("sgd_cv", "train")
 def concurrent_run(tmp_path_factory, dataset) -> ConcurrentRun:
     """A second run from scratch; once it prints that it runs sgd_cv, then train, `dvc repro` is
     tried again in the same project."""
-    project = copy_project(tmp_path_factory.mktemp("concurrent") / "project", PIPELINE_PARAMS)
+    project = copy_project(tmp_path_factory.mktemp("concurrent") / "project", SMALL_RUN_PARAMS)
     # DVC runs each cmd with `$SHELL -c`; /bin/sh (dash) forks, leaving a shell between DVC and
     # the stage, as in CI and under cron where SHELL is unset.
     first = subprocess.Popen([str(VENV_BIN / "dvc"), "repro"], cwd=project, text=True,

@@ -8,8 +8,8 @@ one line `error: <file>: <what is wrong>`, exit 1, and no prepared output, not e
 
 import numpy as np
 import pytest
-from conftest import error_line, make_project, temporaries
 
+from scripts.toolkit import copy_project, error_line, temporaries
 from stages.prepare import main as prepare
 
 FAULT_CLASS = "data: a broken IDX file"
@@ -37,7 +37,7 @@ def valid_labels(n=N) -> bytes:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    return make_project(tmp_path_factory.mktemp("data") / "project", max_samples=None)
+    return copy_project(tmp_path_factory.mktemp("data") / "project", {"max_samples": None})
 
 
 def write_raw(project, **replace):

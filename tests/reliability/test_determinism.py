@@ -1,7 +1,8 @@
 """Determinism: the same params give the same bytes, and a no-op `dvc repro` touches nothing."""
 
 import yaml
-from conftest import dvc
+
+from scripts.toolkit import dvc
 
 from .conftest import snapshot, summary_bytes
 

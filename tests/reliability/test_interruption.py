@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, dvc, make_project, ran_stages, temporaries, wait_for
 
+from scripts.toolkit import REPO, copy_project, dvc, ran_stages, temporaries, wait_for
 from stages.cli import run as run_stage
 
 from .conftest import snapshot, summary_bytes
@@ -81,7 +81,7 @@ def test_sigterm_on_a_stage_exits_130_with_one_line_and_writes_nothing(tmp_path,
 def small_project(tmp_path_factory, dataset):
     """A small project whose stages up to train have run (in this process): each test below stops
     one stage, run by hand as a process, at a point where it has written some outputs, not all."""
-    project = make_project(tmp_path_factory.mktemp("stopped") / "project", max_samples=1000, epochs=1)
+    project = copy_project(tmp_path_factory.mktemp("stopped") / "project", {"max_samples": 1000, "epochs": 1})
     (project / "data/raw").mkdir(parents=True)
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                  "t10k-labels-idx1-ubyte"):

@@ -10,8 +10,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import error_line, make_project
 
+from scripts.toolkit import copy_project, error_line
 from stages.data import OUTPUTS
 
 FAULT_CLASS = "missing input: a stage run by hand before the stage that makes its input"
@@ -34,7 +34,7 @@ FIRST_INPUT = {
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory):
     """A fresh copy of the project: code and params, no data, no outputs."""
-    return make_project(tmp_path_factory.mktemp("fresh") / "project")
+    return copy_project(tmp_path_factory.mktemp("fresh") / "project")
 
 
 def files(project):
@@ -66,7 +66,7 @@ MADE_BY = {"data/prepared/y_train.npy": "prepare", "metrics/sgd_cv.json": "sgd_c
     ("summary", "metrics/sgd_cv.json", b'{"accuracy": ', "not JSON"),
 ])
 def test_an_unreadable_input_says_what_is_wrong(stage, path, content, problem, tmp_path, entry_point):
-    project = make_project(tmp_path / "project")
+    project = copy_project(tmp_path / "project")
     target = project / path
     target.parent.mkdir(parents=True, exist_ok=True)
     if content is None:

@@ -10,7 +10,8 @@ import importlib
 
 import pytest
 import yaml
-from conftest import REPO, dvc, error_line, make_project
+
+from scripts.toolkit import REPO, copy_project, dvc, error_line
 
 from .conftest import snapshot
 
@@ -27,7 +28,7 @@ STAGE_OF = {"seed": "split", "max_samples": "prepare", "epochs": "train", "batch
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    return make_project(tmp_path_factory.mktemp("params") / "project")
+    return copy_project(tmp_path_factory.mktemp("params") / "project")
 
 
 def with_value(key: str, value: object) -> str:
@@ -201,7 +202,7 @@ def test_a_duplicated_key_is_refused_by_the_stage(project, entry_point):
 
 def test_under_dvc_the_stage_fails_and_nothing_is_recorded(tmp_path):
     """`dvc repro` shows the stage's one line and records nothing in dvc.lock."""
-    project = make_project(tmp_path / "project", **{"download.retries": 0})
+    project = copy_project(tmp_path / "project", {"download.retries": 0})
     result = dvc(project, "repro", check=False)
     assert result.returncode != 0
     output = result.stdout + result.stderr
@@ -212,7 +213,7 @@ def test_under_dvc_the_stage_fails_and_nothing_is_recorded(tmp_path):
 
 def test_a_duplicated_key_is_refused_by_dvc(tmp_path):
     """DVC reads params.yaml itself and refuses a key given twice, before running anything."""
-    project = make_project(tmp_path / "project")
+    project = copy_project(tmp_path / "project")
     (project / "params.yaml").write_text(DUPLICATED)
     result = dvc(project, "repro", check=False)
     assert result.returncode != 0

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, error_line
 
+from scripts.toolkit import REPO, error_line
 from stages.cli import UserError
 from stages.data import load_npy
 
