@@ -4,7 +4,6 @@ import contextlib
 import csv
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -108,15 +107,11 @@ def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Pa
     remove it if not. An output thus appears whole under its final name or not at all."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{path.stem}-tmp-"
-    if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=prefix, suffix=path.suffix, dir=path.parent)
-        os.close(fd)
-        tmp = Path(name)
-    tmp.chmod(0o755 if directory else 0o644)  # mkstemp's private 0600 is not meant for outputs
+    # Named before it exists, so that an interruption at any point removes whatever was created.
+    tmp = path.with_name(f".{path.stem}-tmp-{os.urandom(4).hex()}{path.suffix}")
     try:
+        tmp.mkdir() if directory else tmp.touch(exist_ok=False)
+        tmp.chmod(0o755 if directory else 0o644)  # outputs readable by all, whatever the umask
         yield tmp
         put_in_place(tmp, path)
     except BaseException:

@@ -10,6 +10,7 @@ import json
 from collections import Counter
 
 import numpy as np
+import pytest
 import yaml
 
 from scripts.toolkit import APPLIED_EPOCHS, SMALL, SMALL_RUN_PARAMS, STAGES, SUMMARY_KEYS, dvc, ran_stages
@@ -91,7 +92,8 @@ def test_the_test_accuracies_recomputed_from_the_confusion_rows_and_from_the_wei
     assert abs(sum(r["actual"] == r["predicted"] for r in rows) / len(rows) - evaluation["accuracy"]) < 1e-6
     totals = Counter(r["actual"] for r in rows)
     correct = Counter(r["actual"] for r in rows if r["actual"] == r["predicted"])
-    assert evaluation["per_class_accuracy"] == {name: correct[name] / totals[name] for name in CLASS_NAMES}
+    assert evaluation["per_class_accuracy"] == pytest.approx(
+        {name: correct[name] / totals[name] for name in CLASS_NAMES}, abs=1e-6)  # written to 6 decimals
 
     # The default model is one softmax layer: its prediction is argmax(x @ W + b), in NumPy.
     model = keras.models.load_model(reference / "data/model.keras", safe_mode=True)

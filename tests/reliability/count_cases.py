@@ -21,8 +21,8 @@ import pytest
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
 START, END = "<!-- fault-table:start -->", "<!-- fault-table:end -->"
-ORDER = ["test_download_faults", "test_data_faults", "test_params_faults", "test_interruption",
-         "test_determinism", "test_concurrency", "test_safety", "test_store_faults"]
+ORDER = ["test_download_faults", "test_data_faults", "test_missing_inputs", "test_params_faults",
+         "test_interruption", "test_determinism", "test_concurrency", "test_safety", "test_store_faults"]
 
 
 class Collector:

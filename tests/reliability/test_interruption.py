@@ -20,8 +20,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.toolkit import REPO, copy_project, dvc, ran_stages, temporaries, wait_for
+from scripts.toolkit import (
+    REPO,
+    SMALL_RUN_PARAMS,
+    VENV_BIN,
+    copy_project,
+    dvc,
+    ran_stages,
+    temporaries,
+    venv_env,
+    wait_for,
+)
 from stages.cli import run as run_stage
+from stages.data import OUTPUTS
 
 from .conftest import snapshot, summary_bytes
 
@@ -33,20 +44,35 @@ USER_SEES = (
 )
 
 
-def test_after_dvc_is_killed_during_train_the_next_repro_completes(interrupted_run, concurrent_run):
-    run = interrupted_run
-    assert run.killed_code != 0, run.killed_output[-3000:]
-    assert ran_stages(run.killed_output)[-1] == "train", run.killed_output[-3000:]
-    assert run.train_outputs_after_kill == [] and run.temporaries_after_kill == []
-    assert "train" in run.status_after_kill, run.status_after_kill
+def test_after_dvc_is_killed_during_train_the_next_repro_completes(reference, tmp_path):
+    """The whole run stopped (`kill -- -<pgid>`, as Ctrl-C in a terminal stops it) once train has its
+    history file open; then `dvc repro` again, which must end as the run never interrupted did."""
+    project = copy_project(tmp_path / "project", SMALL_RUN_PARAMS)
+    log = tmp_path / "killed.log"
+    with open(log, "w") as out:
+        # SHELL=/bin/sh: DVC runs each cmd with `$SHELL -c`, and dash forks (as in CI and under cron).
+        repro = subprocess.Popen([str(VENV_BIN / "dvc"), "repro"], cwd=project, stdout=out,
+                                 stderr=subprocess.STDOUT, env=venv_env({"SHELL": "/bin/sh"}),
+                                 start_new_session=True)
+        try:
+            history_open = wait_for(lambda: list((project / "plots").glob(".train_history-tmp-*")), 600)
+            assert history_open, log.read_text()[-3000:]
+            os.killpg(repro.pid, signal.SIGTERM)
+            killed_code = repro.wait(120)
+        finally:
+            if repro.poll() is None:
+                os.killpg(repro.pid, signal.SIGKILL)
+    killed_output = log.read_text()
+    assert killed_code != 0, killed_output[-3000:]
+    assert ran_stages(killed_output)[-1] == "train", killed_output[-3000:]
+    assert wait_for(lambda: temporaries(project) == [], 60), temporaries(project)  # the stage cleaned up
+    assert not any((project / path).exists() for path in OUTPUTS["train"])
+    assert "train" in json.loads(dvc(project, "status", "--json").stdout)
 
-    assert ran_stages(run.resumed.stdout) == ["train", "evaluate", "summary"], run.resumed.stdout
-    assert "is cached" not in run.resumed.stdout  # run, not restored
-    assert json.loads(dvc(run.project, "status", "--json").stdout) == {}
-    assert temporaries(run.project) == []
-    # The same figures as the run never interrupted (its twin, same params, from scratch).
-    assert concurrent_run.first_code == 0
-    assert summary_bytes(run.project) == summary_bytes(concurrent_run.project)
+    resumed = dvc(project, "repro").stdout
+    assert ran_stages(resumed) == ["train", "evaluate", "summary"], resumed
+    assert json.loads(dvc(project, "status", "--json").stdout) == {}
+    assert summary_bytes(project) == summary_bytes(reference)  # the clean run's figures, byte for byte
 
 
 def test_sigterm_on_a_stage_exits_130_with_one_line_and_writes_nothing(tmp_path, fault_server):
