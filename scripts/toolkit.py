@@ -130,7 +130,7 @@ def copy_project(root: Path, params: Mapping[str, Any] | None = None, origin: Pa
     git(root, "add", "-A")
     git(root, "commit", "-qm", "project")
     if origin is not None:
-        git(root, "init", "-q", "--bare", str(origin))
+        git(root, "init", "-q", "--bare", "-b", "main", str(origin))
         git(root, "remote", "add", "origin", str(origin))
         git(root, "push", "-q", "origin", "main")
     return root

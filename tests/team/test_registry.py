@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,13 +16,10 @@ import yaml
 from PIL import Image
 
 import predict
-from scripts.toolkit import DATASET, Store, copy_project, dvc, git, run
+from scripts.toolkit import DATASET, Store, git, run
 
 NAME = "fashion-mnist-classifier"
 VERSION = "v0.1.0"
-# One tiny pipeline run for the whole file: every stage does its real work, fast.
-PARAMS = {"max_samples": 500, "epochs": 1, "sgd.folds": 2, "sgd.max_iter": 3,
-          "download.sources": [str(DATASET)]}
 
 
 @dataclass
@@ -42,30 +40,25 @@ def user_env(env: dict[str, str], home: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory) -> Release:
+def release(team, reference, tmp_path_factory) -> Release:
+    """The reference run's commit, whose outputs the team fixture pushed to the store, released:
+    its own bare origin, then `gto register` and `gto assign --stage prod`, tags pushed."""
     root = tmp_path_factory.mktemp("registry")
-    with Store(root / "store") as store:
-        env = store.env()
-        origin = root / "origin.git"
-        project = copy_project(root / "project", PARAMS, origin=origin)
-        # `git init --bare` points HEAD at master; a hosted repository's HEAD is its default
-        # branch, which `dvc artifacts get` clones first.
-        git(origin, "symbolic-ref", "HEAD", "refs/heads/main")
-        for key, value in (("user.name", "release"), ("user.email", "release@localhost")):
-            git(project, "config", key, value)  # gto's tags are annotated: they need an author
-        dvc(project, "repro", env=env)
-        git(project, "add", "-A")
-        git(project, "commit", "-qm", "a model worth releasing")
-        dvc(project, "push", env=env)
-        git(project, "push", "-q", "origin", "main")
-        registered = run(project, "gto", "register", NAME, "--version", VERSION, "--push", check=True)
-        assigned = run(project, "gto", "assign", NAME, "--version", VERSION, "--stage", "prod", "--push",
-                       check=True)
-        lock = yaml.safe_load((project / "dvc.lock").read_text())
-        (model,) = [out for out in lock["stages"]["train"]["outs"] if out["path"] == "data/model.keras"]
-        with open(project / "plots/confusion.csv", newline="") as file:
-            predicted = [row["predicted"] for row in csv.DictReader(file)]
-        yield Release(origin, env, model["md5"], predicted, registered.stdout, assigned.stdout)
+    project = shutil.copytree(reference, root / "project", symlinks=True)
+    origin = root / "origin.git"
+    git(root, "init", "-q", "--bare", "-b", "main", str(origin))
+    git(project, "remote", "set-url", "origin", str(origin))
+    git(project, "push", "-q", "origin", "main")
+    for key, value in (("user.name", "release"), ("user.email", "release@localhost")):
+        git(project, "config", key, value)  # gto's tags are annotated: they need an author
+    registered = run(project, "gto", "register", NAME, "--version", VERSION, "--push", check=True)
+    assigned = run(project, "gto", "assign", NAME, "--version", VERSION, "--stage", "prod", "--push",
+                   check=True)
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    (model,) = [out for out in lock["stages"]["train"]["outs"] if out["path"] == "data/model.keras"]
+    with open(project / "plots/confusion.csv", newline="") as file:
+        predicted = [row["predicted"] for row in csv.DictReader(file)]
+    return Release(origin, team.env, model["md5"], predicted, registered.stdout, assigned.stdout)
 
 
 @pytest.fixture(scope="module")
