@@ -1,13 +1,13 @@
 """Run a few experiments on the full data in a scratch copy of the project; print a Markdown table.
 
-    python -m scripts.experiments_table [EXPERIMENT ...] [--rev REV] [--source DIR] [--workdir DIR]
+    python -m scripts.experiments_table [EXPERIMENT ...] [--rev REV] [--source DIR] [--readme]
 
 Each EXPERIMENT is one or more `dvc exp run -S` overrides separated by spaces, e.g. "epochs=10" or
 "model.hidden=[100] model.dropout=0.2"; by default the README's three. The project's pipeline at
 REV (default HEAD) is copied into a new Git repository (WORKDIR, else a temporary directory that is
 removed at the end), reproduced with the params of REV (the original model, the baseline), then
 each experiment runs with `dvc exp run --temp`. The table comes from `dvc exp show --json`:
-nothing in it is typed by hand. The repository this script lives in is only read.
+nothing in it is typed by hand. --readme writes it into README.md (between the experiments markers).
 """
 
 import argparse
@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from scripts.toolkit import DATASET, CommandFailed, copy_project, dvc, exp_show, git
+from scripts.doc_tables import replace_block
+from scripts.toolkit import DATASET, REPO, CommandFailed, copy_project, dvc, exp_show, git
 
 DEFAULT_EXPERIMENTS = ["epochs=10", "model.hidden=[100]", "model.optimizer=adam"]
 COLUMNS = {  # column → key of metrics/summary.json
@@ -74,6 +75,8 @@ def main() -> None:
     parser.add_argument("--source", help=f"the data's only source, e.g. {DATASET}")
     parser.add_argument("--max-samples", type=int, help="a quick trial on fewer images (default: all)")
     parser.add_argument("--workdir", type=Path, help="keep the copy here (a new or empty directory)")
+    parser.add_argument("--readme", action="store_true",
+                        help="write the table into README.md (between its experiments markers)")
     args = parser.parse_args()
 
     if args.workdir is not None:
@@ -100,7 +103,12 @@ def main() -> None:
             start = time.perf_counter()
             dvc(workdir, "exp", "run", "--temp", "-n", names[-1], *[a for o in overrides for a in ("-S", o)])
             print(f"{names[-1]}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
-        print(markdown(rows(workdir, names)), end="")
+        table = markdown(rows(workdir, names))
+        if args.readme:
+            readme = REPO / "README.md"
+            readme.write_text(replace_block(readme.read_text(), "experiments", table))
+        else:
+            print(table, end="")
     except CommandFailed as error:
         sys.exit(f"error: {error}")
     finally:

@@ -1,0 +1,30 @@
+"""The documentation's generated tables are what their generators write, and its links lead somewhere."""
+
+import json
+import re
+
+from scripts import doc_tables
+from scripts.toolkit import REPO
+
+
+def test_generated_tables_are_not_stale():
+    # README's results from metrics/summary.json, docs/params.md's table from the params schema.
+    assert doc_tables.main(["--check"]) == 0, "run `python -m scripts.doc_tables`"
+
+
+def test_the_experiments_table_starts_from_the_committed_results():
+    # Written by `python -m scripts.experiments_table --readme` (real runs): its baseline row must
+    # be today's results, or the table is stale.
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("<!-- experiments:start -->")[1].split("<!-- experiments:end -->")[0]
+    baseline = next(line for line in block.splitlines() if line.startswith("| original model"))
+    summary = json.loads((REPO / "metrics/summary.json").read_text())
+    headline = ("sgd_cv_accuracy", "keras_val_accuracy", "keras_test_accuracy")
+    expected = [f"{summary[key]:.4f}" for key in headline]
+    assert [cell.strip() for cell in baseline.strip("|").split("|")][2:] == expected, baseline
+
+
+def test_every_relative_link_of_the_docs_exists():
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", doc.read_text()):
+            assert (doc.parent / target).exists(), f"{doc.relative_to(REPO)} links to a missing {target}"
