@@ -280,8 +280,13 @@ def sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not the usage block
+        self.exit(2, f"error: {message} (see python -m sweep --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sweep", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="python -m sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("-S", "--set-param", action="append", required=True, metavar="KEY=V1,V2",
                         help="values of a param, as `dvc exp run -S`; several -S: their cross product")
     parser.add_argument("--name-prefix", default="sweep", help="experiment names start with it (default sweep)")
@@ -297,11 +302,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--workers {args.workers}: give 1 or more")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.name_prefix):
         parser.error(f"--name-prefix {args.name_prefix!r}: letters, digits, '.', '_' and '-' only")
+    if (args.scheduler or "").startswith("tls://") and not (args.tls_ca_file and args.tls_cert):
+        parser.error("a tls:// scheduler needs --tls-ca-file and this client's --tls-cert (and --tls-key)")
     try:
         return sweep(args)
     except SweepError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; the experiments already pushed stay on origin", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ restored rerun form the tier `sweep_faults` (`pytest -m sweep_faults tests/test_
 import os
 import re
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -260,10 +262,18 @@ def test_tls_cluster_from_the_command_line(swept: Swept, tmp_path: Path):
         names = table_names(result.stdout)
         assert len(names) == 2 and {e.name for e in exp_show(swept.project)} >= set(names)
         assert any((tmp_path / f"worker{i}/.cache/dvc-sweep").is_dir() for i in (1, 2))
-        # Without a certificate of the cluster's CA, the scheduler refuses the client.
-        refused = sweep(swept.project, *GRID, "--scheduler", address, "--timeout", "3",
-                        "--tls-ca-file", str(tmp_path / "ca.pem"), env=client_env)
-        assert one_line_error(refused).startswith(f"error: cannot use the Dask scheduler at {address}")
+        # A client without a certificate is refused in the TLS handshake, before any Dask message...
+        context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+        with (pytest.raises(ssl.SSLError, match="CERTIFICATE_REQUIRED"),
+              socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+              context.wrap_socket(raw, server_hostname="127.0.0.1") as tls_socket):
+            tls_socket.recv(1)  # TLS 1.3: the server's refusal arrives after the client's Finished
+        # ... and so is one whose certificate another CA signed: the sweep says so in one line.
+        other = trustme.CA().issue_cert("127.0.0.1")
+        other.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "other.pem"))
+        refused = sweep(swept.project, *GRID, "--scheduler", address, "--timeout", "3", "--tls-ca-file",
+                        str(tmp_path / "ca.pem"), "--tls-cert", str(tmp_path / "other.pem"), env=client_env)
+        assert one_line_error(refused).startswith(f"error: cannot use the Dask scheduler at {address}: ")
     finally:
         for process in reversed(started):
             process.terminate()
