@@ -1,6 +1,6 @@
 """A hyperparameter sweep on a Dask cluster: each experiment runs on a worker, in the worker's own
-clone of the commit, as `dvc exp run --pull` then `dvc exp push --run-cache origin NAME`; this
-machine then pulls them all (`dvc exp pull`), so `dvc exp show` lists the whole sweep.
+clone of the commit, as `dvc exp run --pull`, then `dvc push --run-cache` and `dvc exp push
+origin NAME`; this machine then pulls them all (`dvc exp pull`): `dvc exp show` lists the sweep.
 
     python -m sweep -S epochs=3,5 -S 'model.hidden=[],[100]' --workers 2
     python -m sweep -S model.optimizer=adam,rmsprop --scheduler tls://HOST:8786 \\
@@ -151,7 +151,10 @@ def run_experiment(commit: str, name: str, values: dict[str, str], topic: str) -
             result["ran"] = re.findall(r"Running stage '(\w+)'", output)
             result["restored"] = re.findall(r"Stage '(\w+)' is cached - skipping run", output)
             result["metrics"] = json.loads((clone / "metrics/summary.json").read_text())
-            command(clone, "dvc", "exp", "push", "--run-cache", "origin", name, keep_fd=lock)
+            # Data and run records first, the ref last: a ref on origin always has its data in the store
+            # (`dvc exp push --run-cache` alone pushes the ref first, then uploads).
+            command(clone, "dvc", "push", "--run-cache", keep_fd=lock)
+            command(clone, "dvc", "exp", "push", "--no-cache", "origin", name, keep_fd=lock)
     except SweepError as error:
         result["error"] = str(error)
     result["seconds"] = round(time.monotonic() - started, 1)
@@ -192,8 +195,9 @@ def connect(args: argparse.Namespace, origin: str):
 
     logging.getLogger("distributed").setLevel(logging.ERROR)  # the sweep's own lines say what happens
     if not args.scheduler:
+        os.environ[ORIGIN_VARIABLE] = origin  # the workers inherit this process's environment
         cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address="127.0.0.1:0", env={ORIGIN_VARIABLE: origin})
+                               dashboard_address="127.0.0.1:0")
         return Client(cluster)
     tls = {"tls_ca_file": args.tls_ca_file, "tls_client_cert": args.tls_cert, "tls_client_key": args.tls_key}
     security = Security(**tls, require_encryption=True) if any(tls.values()) else None
