@@ -1,0 +1,322 @@
+"""A hyperparameter sweep on a Dask cluster: each experiment runs on a worker, in the worker's own
+clone of the commit, as `dvc exp run --pull`, then `dvc push --run-cache` and `dvc exp push
+origin NAME`; this machine then pulls them all (`dvc exp pull`): `dvc exp show` lists the sweep.
+
+    python -m sweep -S epochs=3,5 -S 'model.hidden=[],[100]' --workers 2
+    python -m sweep -S model.optimizer=adam,rmsprop --scheduler tls://HOST:8786 \\
+        --tls-ca-file ca.pem --tls-cert client.pem --tls-key client.pem
+
+-S is parsed as `dvc exp run -S` parses it (Hydra's override grammar): commas split values except
+inside brackets or quotes, so `model.hidden=[],[100]` is two lists; several -S make a cross product.
+A worker finds the Git origin in its environment (SWEEP_GIT_ORIGIN; `--workers` sets it from this
+clone's `origin`) and the store's keys in its environment or DVC config: a task's arguments carry
+only the commit, the experiment's name and its params. docs/team-sweeps.md has the recipes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import itertools
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+HEADLINE = ("sgd_cv_accuracy", "keras_val_accuracy", "keras_test_accuracy")
+ORIGIN_VARIABLE = "SWEEP_GIT_ORIGIN"  # the Git origin's URL, in each worker's environment
+CLONES_VARIABLE = "SWEEP_CLONES"  # where a worker keeps its clones (default ~/.cache/dvc-sweep)
+
+
+class SweepError(Exception):
+    """A failure the user can act on, said in one line."""
+
+
+def redact(text: str) -> str:
+    """A URL's user:password@ part hidden: a message may quote a Git origin with a token in it."""
+    return re.sub(r"://[^/@\s]+@", "://***@", text)
+
+
+def grid(settings: list[str]) -> list[dict[str, str]]:
+    """The experiments of `-S` settings, each {dotted key: value as DVC's -S takes it}."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    try:
+        overrides = OverridesParser.create().parse_overrides(settings)
+    except OverrideParseException as error:
+        raise SweepError(f"-S {' '.join(settings)}: {str(error).splitlines()[0]}") from None
+    axes = {o.get_key_element(): list(o.sweep_string_iterator()) if o.is_sweep_override()
+            else [o.get_value_element_as_str()] for o in overrides}
+    return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+
+
+def experiment_names(prefix: str, grid_: list[dict[str, str]]) -> list[str]:
+    """`prefix-RUNID-leaf-value_...`: a random run id keeps two sweeps' names apart, the slug
+    says what each one set (characters a Git ref name cannot hold are dropped)."""
+    run_id = secrets.token_hex(3)
+    slugs = ["_".join(f"{key.rsplit('.', 1)[-1]}-{re.sub(r'[^A-Za-z0-9.]+', '.', value).strip('.') or 'empty'}"
+                      for key, value in values.items()) for values in grid_]
+    if len(set(slugs)) < len(slugs):  # values that differ only in dropped characters
+        slugs = [f"{slug}-{i}" for i, slug in enumerate(slugs, 1)]
+    return [f"{prefix}-{run_id}-{slug}" for slug in slugs]
+
+
+def failure_line(output: str) -> str:
+    """The line that says why a command failed: a stage's `error:` line first, then DVC's or Git's."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for start in ("error: ", "ERROR: ", "fatal: "):
+        found = [line for line in lines if line.startswith(start)]
+        if found:
+            return redact(found[0])
+    return redact(lines[-1]) if lines else "no output"
+
+
+def command(cwd: Path, *args: str, keep_fd: int | None = None, env: dict[str, str] | None = None,
+            timeout: float | None = None) -> str:
+    """Run git or the venv's dvc in `cwd`; raise SweepError with its failure line."""
+    venv = str(Path(sys.executable).parent)  # dvc runs each stage's `python` from PATH: the venv's
+    full_env = {**os.environ, "PATH": f"{venv}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})}
+    full_env.pop("PYTHONPATH", None)
+    program = str(Path(venv) / args[0]) if (Path(venv) / args[0]).exists() else args[0]
+    try:
+        done = subprocess.run([program, *args[1:]], check=False, cwd=cwd, env=full_env, capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=timeout, pass_fds=(keep_fd,) if keep_fd else ())
+    except subprocess.TimeoutExpired:
+        raise SweepError(f"`{' '.join(args[:3])}` did not answer in {timeout:.0f} s") from None
+    if done.returncode != 0:
+        raise SweepError(failure_line(done.stdout + "\n" + done.stderr))
+    return done.stdout
+
+
+@contextmanager
+def worker_clone(origin: str) -> Iterator[tuple[Path, int]]:
+    """(a clone of `origin` that no other task is using, the fd of the lock that says so).
+
+    Clones are kept between tasks, with their DVC cache: a worker's next experiment restores the
+    stages it shares with the last one locally instead of from the store. The lock is passed on to
+    dvc, so a clone stays taken while an orphaned dvc of a killed worker still runs in it."""
+    base = Path(os.environ.get(CLONES_VARIABLE) or Path.home() / ".cache" / "dvc-sweep")
+    root = base / hashlib.sha256(origin.encode()).hexdigest()[:12]
+    root.mkdir(parents=True, exist_ok=True)
+    for slot in itertools.count():
+        with open(root / f"{slot}.lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            clone = root / str(slot)
+            if not (clone / ".git").is_dir():  # cloned aside, then renamed: never half a clone
+                partial = root / f"{slot}.partial"
+                shutil.rmtree(partial, ignore_errors=True)
+                command(root, "git", "clone", "--quiet", "--no-checkout", origin, str(partial), timeout=600)
+                partial.rename(clone)
+            yield clone, lock.fileno()
+            return
+
+
+def run_experiment(commit: str, name: str, values: dict[str, str], topic: str) -> dict:
+    """On a worker: the experiment `name` of `commit` with `values` set, run and pushed; returns its
+    name, params, metrics/summary.json, the stages it ran and restored, or its failure line."""
+    from distributed import get_worker
+
+    # The client counts it as running; both events travel on the worker's one stream, in order.
+    get_worker().log_event(topic, ("started", name))
+    started = time.monotonic()
+    result = {"name": name, "params": values, "metrics": {}, "ran": [], "restored": [], "error": None}
+    try:
+        origin = os.environ.get(ORIGIN_VARIABLE)
+        if not origin:
+            raise SweepError(f"the worker has no {ORIGIN_VARIABLE}: set it to the Git origin's URL where the "
+                             "worker starts")
+        with worker_clone(origin) as (clone, lock):
+            command(clone, "git", "fetch", "--quiet", "origin", timeout=300)
+            try:
+                command(clone, "git", "checkout", "--quiet", "--force", "--detach", commit)
+            except SweepError:
+                raise SweepError(f"commit {commit[:7]} is not in the workers' Git origin") from None
+            # A clean checkout, keeping the DVC cache (outputs and run records) of earlier tasks.
+            command(clone, "git", "clean", "-ffdxq", "-e", "/.dvc/cache")
+            settings = [arg for key, value in values.items() for arg in ("-S", f"{key}={value}")]
+            output = command(clone, "dvc", "exp", "run", "--pull", "-n", name, *settings, keep_fd=lock)
+            result["ran"] = re.findall(r"Running stage '(\w+)'", output)
+            result["restored"] = re.findall(r"Stage '(\w+)' is cached - skipping run", output)
+            result["metrics"] = json.loads((clone / "metrics/summary.json").read_text())
+            # Data and run records first, the ref last: a ref on origin always has its data in the store
+            # (`dvc exp push --run-cache` alone pushes the ref first, then uploads).
+            command(clone, "dvc", "push", "--run-cache", keep_fd=lock)
+            command(clone, "dvc", "exp", "push", "--no-cache", "origin", name, keep_fd=lock)
+    except SweepError as error:
+        result["error"] = str(error)
+    result["seconds"] = round(time.monotonic() - started, 1)
+    get_worker().log_event(topic, ("finished", name))
+    return result
+
+
+def preflight(project: Path, local_workers: bool) -> tuple[str, str]:
+    """(commit, origin URL) after checking, in a few seconds, what every task will need."""
+    try:
+        commit = command(project, "git", "rev-parse", "HEAD").strip()
+        origin = command(project, "git", "remote", "get-url", "origin").strip()
+    except SweepError as error:
+        raise SweepError(f"run the sweep in your clone of the project, with a remote `origin` ({error})") from None
+    try:
+        command(project, "git", "fetch", "--quiet", "origin", timeout=60)
+    except SweepError as error:
+        raise SweepError(f"the Git origin is unreachable (git fetch origin): {error}") from None
+    if not command(project, "git", "branch", "--remotes", "--contains", commit).strip():
+        raise SweepError(f"commit {commit[:7]} is not on origin: `git push origin HEAD`, then sweep again")
+    if local_workers:  # they use this environment's keys: one try, so a dead store fails in a second
+        remote = command(project, "dvc", "remote", "default").strip()
+        try:
+            command(project, "dvc", "ls-url", f"remote://{remote}", env={"AWS_MAX_ATTEMPTS": "1"}, timeout=60)
+        except SweepError as error:
+            if "does not exist" not in str(error):  # an empty store answers so
+                raise SweepError(f"the DVC remote '{remote}' is unreachable or refuses the keys "
+                                 f"(dvc ls-url remote://{remote}): {error}") from None
+    return commit, origin
+
+
+def connect(args: argparse.Namespace, origin: str):
+    """A Dask client of the scheduler named, or of a new local cluster on 127.0.0.1 only."""
+    import logging
+
+    from distributed import Client, LocalCluster
+    from distributed.security import Security
+
+    logging.getLogger("distributed").setLevel(logging.ERROR)  # the sweep's own lines say what happens
+    if not args.scheduler:
+        os.environ[ORIGIN_VARIABLE] = origin  # the workers inherit this process's environment
+        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address="127.0.0.1:0")
+        return Client(cluster)
+    tls = {"tls_ca_file": args.tls_ca_file, "tls_client_cert": args.tls_cert, "tls_client_key": args.tls_key}
+    security = Security(**tls, require_encryption=True) if any(tls.values()) else None
+    try:
+        client = Client(args.scheduler, security=security, timeout=args.timeout)
+        client.wait_for_workers(1, timeout=args.timeout)
+    except (OSError, TimeoutError) as error:
+        raise SweepError(f"cannot use the Dask scheduler at {args.scheduler}: {str(error).splitlines()[0]}") from None
+    return client
+
+
+def table(results: list[dict]) -> str:
+    """One row an experiment: the three accuracies first, then the params it set."""
+    keys = list(results[0]["params"])
+    header = ["experiment", *HEADLINE, *keys]
+    rows = [[r["name"], *(f"{r['metrics'][k]:.4f}" if k in r["metrics"] else "failed" for k in HEADLINE),
+             *(r["params"][k] for k in keys)] for r in results]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
+                     for row in [header, *rows])
+
+
+def sweep(args: argparse.Namespace) -> int:
+    from distributed import as_completed
+
+    experiments = grid(args.set_param)
+    names = experiment_names(args.name_prefix, experiments)
+    project = Path.cwd()
+    commit, origin = preflight(project, local_workers=not args.scheduler)
+    client = connect(args, origin)
+    finished: dict[str, dict] = {}
+    running: set[str] = set()
+    printing = threading.Lock()
+
+    def progress(line: str) -> None:
+        failed = sum(1 for r in finished.values() if r["error"])
+        with printing:
+            print(f"[{len(finished) - failed} done, {len(running)} running, {failed} failed of {len(names)}] {line}",
+                  flush=True)
+
+    def on_event(event: tuple) -> None:
+        what, name = event[1]
+        if what == "started":
+            running.add(name)
+            progress(f"{name} started")
+        else:
+            running.discard(name)
+
+    try:
+        print(f"sweep of commit {commit[:7]}: {len(names)} experiments; dashboard {client.dashboard_link}", flush=True)
+        topic = f"sweep-{names[0]}"
+        client.subscribe_topic(topic, on_event)
+        futures = [client.submit(run_experiment, commit, name, values, topic, key=name, pure=False)
+                   for name, values in zip(names, experiments)]
+        for future in as_completed(futures):
+            if future.status == "finished":
+                result = future.result()
+            else:  # the task itself was lost: the workers that ran it kept dying (Dask's KilledWorker)
+                error = future.exception()
+                result = {"name": future.key, "params": experiments[names.index(future.key)], "metrics": {},
+                          "error": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"}
+            running.discard(result["name"])
+            finished[result["name"]] = result
+            progress(f"{result['name']} failed: {result['error']}" if result["error"] else
+                     f"{result['name']} done in {result['seconds']:.0f} s (ran {', '.join(result['ran']) or 'no stage'};"
+                     f" {len(result['restored'])} restored)")
+    finally:
+        client.close()
+        if not args.scheduler:
+            client.cluster.close()
+    results = [finished[name] for name in names]
+    done = [r["name"] for r in results if not r["error"]]
+    if done:
+        command(project, "dvc", "exp", "pull", "--no-cache", "origin", *done, timeout=600)
+    print(table(results))
+    failed = [r for r in results if r["error"]]
+    for result in failed:
+        print(f"{result['name']}: {result['error']}")
+    if failed:
+        print(f"error: {len(failed)} of {len(results)} experiments failed: {', '.join(r['name'] for r in failed)}",
+              file=sys.stderr)
+        return 1
+    print(f"all {len(results)} pulled: `dvc exp show` lists them")
+    return 0
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not the usage block
+        self.exit(2, f"error: {message} (see python -m sweep --help)\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = OneLineParser(prog="python -m sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-S", "--set-param", action="append", required=True, metavar="KEY=V1,V2",
+                        help="values of a param, as `dvc exp run -S`; several -S: their cross product")
+    parser.add_argument("--name-prefix", default="sweep", help="experiment names start with it (default sweep)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--scheduler", help="an existing cluster's scheduler, tcp://HOST:8786 or tls://HOST:8786")
+    where.add_argument("--workers", type=int, help="a local cluster of N worker processes on 127.0.0.1")
+    parser.add_argument("--tls-ca-file", help="with tls://: the CA that signed the cluster's certificates")
+    parser.add_argument("--tls-cert", help="with tls://: this client's certificate (PEM)")
+    parser.add_argument("--tls-key", help="with tls://: its private key (PEM), if not in --tls-cert")
+    parser.add_argument("--timeout", type=float, default=10, help="seconds to reach the scheduler and a worker")
+    args = parser.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        parser.error(f"--workers {args.workers}: give 1 or more")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.name_prefix):
+        parser.error(f"--name-prefix {args.name_prefix!r}: letters, digits, '.', '_' and '-' only")
+    if (args.scheduler or "").startswith("tls://") and not (args.tls_ca_file and args.tls_cert):
+        parser.error("a tls:// scheduler needs --tls-ca-file and this client's --tls-cert (and --tls-key)")
+    try:
+        return sweep(args)
+    except SweepError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; the experiments already pushed stay on origin", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
