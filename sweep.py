@@ -57,15 +57,17 @@ def grid(settings: list[str]) -> list[dict[str, str]]:
         raise SweepError(f"-S {' '.join(settings)}: {str(error).splitlines()[0]}") from None
     axes = {o.get_key_element(): list(o.sweep_string_iterator()) if o.is_sweep_override()
             else [o.get_value_element_as_str()] for o in overrides}
-    return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    return [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())]
 
 
 def experiment_names(prefix: str, grid_: list[dict[str, str]]) -> list[str]:
     """`prefix-RUNID-leaf-value_...`: a random run id keeps two sweeps' names apart, the slug
     says what each one set (characters a Git ref name cannot hold are dropped)."""
     run_id = secrets.token_hex(3)
-    slugs = ["_".join(f"{key.rsplit('.', 1)[-1]}-{re.sub(r'[^A-Za-z0-9.]+', '.', value).strip('.') or 'empty'}"
-                      for key, value in values.items()) for values in grid_]
+    slugs = ["_".join(f"{key.rsplit('.', 1)[-1]}-"
+                      f"{re.sub(r'[^A-Za-z0-9.]+', '.', value).strip('.') or 'empty'}"
+                      for key, value in values.items())
+             for values in grid_]
     if len(set(slugs)) < len(slugs):  # values that differ only in dropped characters
         slugs = [f"{slug}-{i}" for i, slug in enumerate(slugs, 1)]
     return [f"{prefix}-{run_id}-{slug}" for slug in slugs]
@@ -89,8 +91,9 @@ def command(cwd: Path, *args: str, keep_fd: int | None = None, env: dict[str, st
     full_env.pop("PYTHONPATH", None)
     program = str(Path(venv) / args[0]) if (Path(venv) / args[0]).exists() else args[0]
     try:
-        done = subprocess.run([program, *args[1:]], check=False, cwd=cwd, env=full_env, capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, timeout=timeout, pass_fds=(keep_fd,) if keep_fd else ())
+        done = subprocess.run(  # noqa: S603 - git or dvc by design, with the arguments built here
+            [program, *args[1:]], check=False, cwd=cwd, env=full_env, capture_output=True, text=True,
+            stdin=subprocess.DEVNULL, timeout=timeout, pass_fds=(keep_fd,) if keep_fd else ())
     except subprocess.TimeoutExpired:
         raise SweepError(f"`{' '.join(args[:3])}` did not answer in {timeout:.0f} s") from None
     if done.returncode != 0:
@@ -168,7 +171,8 @@ def preflight(project: Path, local_workers: bool) -> tuple[str, str]:
         commit = command(project, "git", "rev-parse", "HEAD").strip()
         origin = command(project, "git", "remote", "get-url", "origin").strip()
     except SweepError as error:
-        raise SweepError(f"run the sweep in your clone of the project, with a remote `origin` ({error})") from None
+        raise SweepError(f"run the sweep in your clone of the project, with a remote `origin` "
+                         f"({error})") from None
     try:
         command(project, "git", "fetch", "--quiet", "origin", timeout=60)
     except SweepError as error:
@@ -205,7 +209,8 @@ def connect(args: argparse.Namespace, origin: str):
         client = Client(args.scheduler, security=security, timeout=args.timeout)
         client.wait_for_workers(1, timeout=args.timeout)
     except (OSError, TimeoutError) as error:
-        raise SweepError(f"cannot use the Dask scheduler at {args.scheduler}: {str(error).splitlines()[0]}") from None
+        raise SweepError(f"cannot use the Dask scheduler at {args.scheduler}: "
+                         f"{str(error).splitlines()[0]}") from None
     return client
 
 
@@ -216,8 +221,9 @@ def table(results: list[dict]) -> str:
     rows = [[r["name"], *(f"{r['metrics'][k]:.4f}" if k in r["metrics"] else "failed" for k in HEADLINE),
              *(r["params"][k] for k in keys)] for r in results]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
-                     for row in [header, *rows])
+    return "\n".join(
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows])
 
 
 def sweep(args: argparse.Namespace) -> int:
@@ -235,8 +241,8 @@ def sweep(args: argparse.Namespace) -> int:
     def progress(line: str) -> None:
         failed = sum(1 for r in finished.values() if r["error"])
         with printing:
-            print(f"[{len(finished) - failed} done, {len(running)} running, {failed} failed of {len(names)}] {line}",
-                  flush=True)
+            print(f"[{len(finished) - failed} done, {len(running)} running, {failed} failed of {len(names)}] "
+                  f"{line}", flush=True)
 
     def on_event(event: tuple) -> None:
         what, name = event[1]
@@ -247,23 +253,25 @@ def sweep(args: argparse.Namespace) -> int:
             running.discard(name)
 
     try:
-        print(f"sweep of commit {commit[:7]}: {len(names)} experiments; dashboard {client.dashboard_link}", flush=True)
+        print(f"sweep of commit {commit[:7]}: {len(names)} experiments; dashboard {client.dashboard_link}",
+              flush=True)
         topic = f"sweep-{names[0]}"
         client.subscribe_topic(topic, on_event)
         futures = [client.submit(run_experiment, commit, name, values, topic, key=name, pure=False)
-                   for name, values in zip(names, experiments)]
+                   for name, values in zip(names, experiments, strict=True)]
         for future in as_completed(futures):
             if future.status == "finished":
                 result = future.result()
             else:  # the task itself was lost: the workers that ran it kept dying (Dask's KilledWorker)
                 error = future.exception()
                 result = {"name": future.key, "params": experiments[names.index(future.key)], "metrics": {},
-                          "error": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"}
+                          "error": f"{type(error).__name__}: "
+                                   f"{str(error).splitlines()[0] if str(error) else ''}"}
             running.discard(result["name"])
             finished[result["name"]] = result
             progress(f"{result['name']} failed: {result['error']}" if result["error"] else
-                     f"{result['name']} done in {result['seconds']:.0f} s (ran {', '.join(result['ran']) or 'no stage'};"
-                     f" {len(result['restored'])} restored)")
+                     f"{result['name']} done in {result['seconds']:.0f} s "
+                     f"(ran {', '.join(result['ran']) or 'no stage'}; {len(result['restored'])} restored)")
     finally:
         client.close()
         if not args.scheduler:
@@ -277,8 +285,8 @@ def sweep(args: argparse.Namespace) -> int:
     for result in failed:
         print(f"{result['name']}: {result['error']}")
     if failed:
-        print(f"error: {len(failed)} of {len(results)} experiments failed: {', '.join(r['name'] for r in failed)}",
-              file=sys.stderr)
+        print(f"error: {len(failed)} of {len(results)} experiments failed: "
+              f"{', '.join(r['name'] for r in failed)}", file=sys.stderr)
         return 1
     print(f"all {len(results)} pulled: `dvc exp show` lists them")
     return 0
@@ -293,14 +301,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="python -m sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("-S", "--set-param", action="append", required=True, metavar="KEY=V1,V2",
                         help="values of a param, as `dvc exp run -S`; several -S: their cross product")
-    parser.add_argument("--name-prefix", default="sweep", help="experiment names start with it (default sweep)")
+    parser.add_argument("--name-prefix", default="sweep",
+                        help="experiment names start with it (default sweep)")
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--scheduler", help="an existing cluster's scheduler, tcp://HOST:8786 or tls://HOST:8786")
+    where.add_argument("--scheduler",
+                       help="an existing cluster's scheduler, tcp://HOST:8786 or tls://HOST:8786")
     where.add_argument("--workers", type=int, help="a local cluster of N worker processes on 127.0.0.1")
     parser.add_argument("--tls-ca-file", help="with tls://: the CA that signed the cluster's certificates")
     parser.add_argument("--tls-cert", help="with tls://: this client's certificate (PEM)")
     parser.add_argument("--tls-key", help="with tls://: its private key (PEM), if not in --tls-cert")
-    parser.add_argument("--timeout", type=float, default=10, help="seconds to reach the scheduler and a worker")
+    parser.add_argument("--timeout", type=float, default=10,
+                        help="seconds to reach the scheduler and a worker")
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         parser.error(f"--workers {args.workers}: give 1 or more")

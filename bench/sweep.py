@@ -5,6 +5,8 @@
 (c) the same sweep again: every stage but `summary` restored (c1: the same workers' clones, whose
     DVC caches are kept; c2: new clones, so everything comes from the shared store).
 
+From the repo root:
+
     .venv/bin/python -m bench.sweep                    # real data: several minutes of both cores
     .venv/bin/python -m bench.sweep --max-samples 500  # smoke run
 
@@ -27,11 +29,9 @@ from typing import Self
 
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
 from scripts.toolkit import DATASET, VENV_BIN, Store, copy_project, dvc, exp_show, run, venv_env
 
+REPO = Path(__file__).resolve().parents[1]
 GRID = ["-S", "epochs=3,5", "-S", "model.optimizer=rmsprop,adam", "-S", "model.hidden=[],[100]"]
 KEYS = ("epochs", "model.optimizer", "model.hidden")
 HEADLINE = ("sgd_cv_accuracy", "keras_val_accuracy", "keras_test_accuracy")
@@ -49,7 +49,8 @@ class Phase:
     def __exit__(self, *exc: object) -> None:
         self.wall = time.perf_counter() - self.start
         now = psutil.cpu_times()
-        busy = sum(getattr(now, f) - getattr(self.cpu, f) for f in ("user", "nice", "system", "irq", "softirq"))
+        busy = sum(getattr(now, f) - getattr(self.cpu, f)
+                   for f in ("user", "nice", "system", "irq", "softirq"))
         self.busy = busy / (self.wall * psutil.cpu_count())
         self.load = os.getloadavg()[0]
 
@@ -68,7 +69,8 @@ def queue(project: Path, env: dict[str, str]) -> None:
     seen = False
     while True:  # the workers are daemons, not our children: watch the process table
         workers = [p for p in psutil.process_iter(["cmdline", "cwd"])
-                   if "queue-worker" in (p.info["cmdline"] or []) and (p.info["cwd"] or "").startswith(str(project))]
+                   if "queue-worker" in (p.info["cmdline"] or [])
+                   and (p.info["cwd"] or "").startswith(str(project))]
         seen = seen or bool(workers)
         if seen and not workers:
             return
@@ -77,7 +79,10 @@ def queue(project: Path, env: dict[str, str]) -> None:
 
 def sweep(project: Path, env: dict[str, str]) -> str:
     result = run(project, "python", "-m", "sweep", *GRID, "--workers", "2", env=env, timeout=3600)
-    assert result.returncode == 0, result.stdout + result.stderr
+    if result.returncode != 0:  # the sweep's own last line says why (its `error:` line, or a traceback's)
+        why = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "no output on stderr"
+        sys.exit(f"error: `python -m sweep` in {project} exited with {result.returncode}: "
+                 f"{why.removeprefix('error: ')}")
     return result.stdout
 
 
@@ -87,7 +92,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="a directory to keep (default: a temporary one)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-sweep-"))
-    params = {"download.sources": [str(DATASET)], **({"max_samples": args.max_samples} if args.max_samples else {})}
+    params = {"download.sources": [str(DATASET)],
+              **({"max_samples": args.max_samples} if args.max_samples else {})}
     started = datetime.datetime.now(datetime.UTC)
     with Store(work / "store") as store:
         env = store.env()
@@ -104,7 +110,8 @@ def main() -> None:
             out_c2 = sweep(user, {**sweep_env, "SWEEP_CLONES": str(work / "new-clones")})
         metrics = {"a": by_params(queued, env)}
         shown = exp_show(user, env=env)
-    names = {key: re.findall(r"\] (\S+) done in", out) for key, out in (("b", out_b), ("c1", out_c1), ("c2", out_c2))}
+    names = {key: re.findall(r"\] (\S+) done in", out)
+             for key, out in (("b", out_b), ("c1", out_c1), ("c2", out_c2))}
     for key, found in names.items():
         metrics[key] = {tuple(str(e.params[k]) for k in KEYS): e.metrics for e in shown if e.name in found}
     equal = all(len(m) == 8 and m == metrics["a"] for m in metrics.values())
@@ -112,39 +119,50 @@ def main() -> None:
     mean = sum(per_experiment) / len(per_experiment)
     overhead = max(0.0, b.wall - sum(per_experiment) / 2)  # start, pull, table: what is not experiments
     # Rerun at most `summary` (a worker's own run-cache may hold even that one), the rest restored.
-    restored = [len(re.findall(r"\(ran (?:summary|no stage); [67] restored\)", out)) for out in (out_c1, out_c2)]
-    data = f"max_samples {args.max_samples}" if args.max_samples else "the real data (60,000 + 10,000 images)"
+    restored = [len(re.findall(r"\(ran (?:summary|no stage); [67] restored\)", out))
+                for out in (out_c1, out_c2)]
+    data = (f"max_samples {args.max_samples}" if args.max_samples
+            else "the real data (60,000 + 10,000 images)")
     rows = [("(a) `dvc exp run --queue` + `dvc queue start -j 2`", a, ""),
-            ("(b) `python -m sweep --workers 2`", b, f"{b.wall / a.wall:.2f} × (a) (target ≤ {TARGETS['b']})"),
+            ("(b) `python -m sweep --workers 2`", b,
+             f"{b.wall / a.wall:.2f} × (a) (target ≤ {TARGETS['b']})"),
             ("(c1) the same sweep again, same workers' clones", c1,
-             f"{c1.wall / a.wall:.2f} × (a) (target ≤ {TARGETS['c']}); {restored[0]}/8 reran nothing but summary"),
+             f"{c1.wall / a.wall:.2f} × (a) (target ≤ {TARGETS['c']}); "
+             f"{restored[0]}/8 reran nothing but summary"),
             ("(c2) the same sweep again, new clones (all from the store)", c2,
              f"{c2.wall / a.wall:.2f} × (a); {restored[1]}/8 reran nothing but summary")]
-    lines = [(f"Produced by `python -m bench.sweep{f' --max-samples {args.max_samples}' if args.max_samples else ''}` "
-              f"on {started:%Y-%m-%d %H:%M} UTC, {data}; grid `{' '.join(GRID)}` (8 experiments); "
-              f"{os.cpu_count()} cores, one run of each (no repetition)."),
+    options = f" --max-samples {args.max_samples}" if args.max_samples else ""
+    estimates = ", ".join(f"N={n}: ~{math.ceil(8 / n) * mean + overhead:.0f} s" for n in (2, 4, 8))
+    lines = [(f"Produced by `python -m bench.sweep{options}` on {started:%Y-%m-%d %H:%M} UTC, {data}; "
+              f"grid `{' '.join(GRID)}` (8 experiments); {os.cpu_count()} cores, one run of each "
+              "(no repetition)."),
              "",
-             ("The machine was shared with other work during the run: *busy* is how much of its cores were used "
-              "meanwhile (this run's processes and everyone else's), *load* the 1-minute load average at the end."),
+             ("The machine was shared with other work during the run: *busy* is how much of its cores "
+              "were used meanwhile (this run's processes and everyone else's), *load* the 1-minute load "
+              "average at the end."),
              "",
-             "| run | wall (s) | busy | load | vs (a) |", "|---|---:|---:|---:|---|",
-             *(f"| {what} | {p.wall:.1f} | {p.busy:.0%} | {p.load:.1f} | {ratio} |" for what, p, ratio in rows),
+             "| run | wall (s) | busy | load | vs (a) |",
+             "|---|---:|---:|---:|---|",
+             *(f"| {what} | {p.wall:.1f} | {p.busy:.0%} | {p.load:.1f} | {ratio} |"
+               for what, p, ratio in rows),
              "",
-             (f"Equal metrics (every value of metrics/summary.json) for all 8 experiments in (a), (b), (c1), (c2): "
-              f"**{'yes' if equal else 'NO'}**."),
+             ("Equal metrics (every value of metrics/summary.json) for all 8 experiments in (a), (b), (c1), "
+              f"(c2): **{'yes' if equal else 'NO'}**."),
              "",
-             (f"Per experiment in (b), on a worker (clone, `dvc exp run --pull`, `dvc exp push`), two at a time: "
-              f"mean {mean:.1f} s, min {min(per_experiment):.0f} s, max {max(per_experiment):.0f} s."),
+             ("Per experiment in (b), on a worker (clone, `dvc exp run --pull`, `dvc exp push`), two at a "
+              f"time: mean {mean:.1f} s, min {min(per_experiment):.0f} s, max {max(per_experiment):.0f} s."),
              "",
-             ("**ESTIMATE, not a measurement**: on N machines like this one, one worker each, the sweep of 8 would "
-              "take about ceil(8 / N) × the per-experiment time plus the cluster's start and the final `dvc exp "
-              "pull`: " + ", ".join(f"N={n}: ~{math.ceil(8 / n) * mean + overhead:.0f} s" for n in (2, 4, 8)) +
-              " (the mean above was measured two to a 2-core machine; alone on one it would be shorter)."),
-             "", "| experiment (epochs, optimizer, hidden) | " + " | ".join(HEADLINE) + " |",
+             ("**ESTIMATE, not a measurement**: on N machines like this one, one worker each, the sweep of 8 "
+              "would take about ceil(8 / N) × the per-experiment time plus the cluster's start and the final "
+              f"`dvc exp pull`: {estimates} (the mean above was measured two to a 2-core machine; alone on "
+              "one it would be shorter)."),
+             "",
+             "| experiment (epochs, optimizer, hidden) | " + " | ".join(HEADLINE) + " |",
              "|---|" + "---:|" * len(HEADLINE),
              *(f"| {', '.join(key)} | " + " | ".join(f"{m.get(k, float('nan')):.4f}" for k in HEADLINE) + " |"
                for key, m in sorted(metrics["b"].items()))]
-    text = OUT.read_text() if OUT.exists() else "# Sweep benchmark\n\n<!-- sweep:start -->\n<!-- sweep:end -->\n"
+    empty = "# Sweep benchmark\n\n<!-- sweep:start -->\n<!-- sweep:end -->\n"
+    text = OUT.read_text() if OUT.exists() else empty
     head, rest = text.split("<!-- sweep:start -->", 1)
     OUT.write_text(head + "<!-- sweep:start -->\n" + "\n".join(lines) + "\n<!-- sweep:end -->" +
                    rest.split("<!-- sweep:end -->", 1)[1])

@@ -23,7 +23,8 @@ from scripts.toolkit import DATASET, Store, copy_project, exp_show, free_port, g
 from sweep import experiment_names, grid
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = {"max_samples": 500, "epochs": 1, "sgd.folds": 2, "sgd.max_iter": 3, "download.sources": [str(DATASET)]}
+SMALL = {"max_samples": 500, "epochs": 1, "sgd.folds": 2, "sgd.max_iter": 3,
+         "download.sources": [str(DATASET)]}
 GRID = ("-S", "model.hidden=[],[8]")  # two experiments; the comma inside a list is not a separator
 
 
@@ -41,7 +42,8 @@ def sweep_env(store: Store, clones: Path, **extra: str) -> dict[str, str]:
     return {**store.env(), "PYTHONPATH": str(REPO), "SWEEP_CLONES": str(clones), **extra}
 
 
-def sweep(project: Path, *args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+def sweep(project: Path, *args: str, env: dict[str, str],
+          timeout: float = 600) -> subprocess.CompletedProcess:
     return run(project, "python", "-m", "sweep", *args, env=env, timeout=timeout)
 
 
@@ -52,8 +54,8 @@ def table_names(output: str) -> list[str]:
 
 def origin_experiments(origin: Path) -> list[str]:
     """The names of the experiment refs in the Git origin, one per ref."""
-    return [ref.rsplit("/", 1)[1] for ref in git(origin, "for-each-ref", "--format=%(refname)", "refs/exps").split()
-            if not ref.startswith("refs/exps/exec/")]
+    refs = git(origin, "for-each-ref", "--format=%(refname)", "refs/exps").split()
+    return [ref.rsplit("/", 1)[1] for ref in refs if not ref.startswith("refs/exps/exec/")]
 
 
 def kill_leftovers(root: Path) -> None:
@@ -86,7 +88,8 @@ def test_grid_is_parsed_as_dvc_exp_run_parses_it():
         {"epochs": "5", "model.hidden": "[]", "model.optimizer": "adam"},
         {"epochs": "5", "model.hidden": "[100]", "model.optimizer": "adam"},
     ]
-    first, second = experiment_names("s", grid(["model.hidden=[64,32],[]"])), experiment_names("s", grid(["x=1"]))
+    first = experiment_names("s", grid(["model.hidden=[64,32],[]"]))
+    second = experiment_names("s", grid(["x=1"]))
     assert re.fullmatch(r"s-[0-9a-f]{6}-hidden-64\.32", first[0]) and first[1].endswith("-hidden-empty")
     assert first[0].split("-")[1] != second[0].split("-")[1]  # each sweep its own run id
 
@@ -97,7 +100,8 @@ def test_sweep_on_two_local_workers_lands_in_one_exp_show(swept: Swept):
     assert re.search(r"dashboard http://127\.0\.0\.1:\d+/status", out)
     assert "[2 done, 0 running, 0 failed of 2]" in out
     header = next(line for line in out.splitlines() if line.startswith("experiment "))
-    assert header.split()[:4] == ["experiment", "sgd_cv_accuracy", "keras_val_accuracy", "keras_test_accuracy"]
+    assert header.split()[:4] == ["experiment", "sgd_cv_accuracy", "keras_val_accuracy",
+                                  "keras_test_accuracy"]
     assert len(swept.names) == 2 and sorted(origin_experiments(swept.origin)) == sorted(swept.names)
     shown = {e.name: e for e in exp_show(swept.project) if e.name}
     assert set(shown) == set(swept.names)
@@ -187,7 +191,8 @@ def test_unreachable_scheduler_origin_or_store_is_one_line(swept: Swept, tmp_pat
     before = origin_experiments(swept.origin)
     cases = {
         "scheduler": (("--scheduler", f"tcp://127.0.0.1:{free_port()}", "--timeout", "3"), env, None),
-        "store down": (("--workers", "1"), {**env, "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{free_port()}"}, None),
+        "store down": (("--workers", "1"),
+                       {**env, "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{free_port()}"}, None),
         "wrong secret": (("--workers", "1"), {**env, "AWS_SECRET_ACCESS_KEY": "wrong"}, None),
         "origin": (("--workers", "1"), env, tmp_path / "gone.git"),
     }
@@ -202,9 +207,10 @@ def test_unreachable_scheduler_origin_or_store_is_one_line(swept: Swept, tmp_pat
         finally:
             git(swept.project, "remote", "set-url", "origin", str(swept.origin))
     assert lines["scheduler"].startswith("error: cannot use the Dask scheduler at tcp://127.0.0.1:")
-    assert lines["store down"].startswith("error: the DVC remote 'storage' is unreachable or refuses the keys")
+    store_refused = "error: the DVC remote 'storage' is unreachable or refuses the keys"
+    assert lines["store down"].startswith(store_refused)
     assert "Could not connect to the endpoint URL" in lines["store down"]
-    assert lines["wrong secret"].startswith("error: the DVC remote 'storage' is unreachable or refuses the keys")
+    assert lines["wrong secret"].startswith(store_refused)
     assert "Forbidden" in lines["wrong secret"]
     assert lines["origin"].startswith("error: the Git origin is unreachable (git fetch origin): fatal:")
     assert swept.store.secret not in str(lines)
@@ -234,7 +240,8 @@ def test_tls_cluster_from_the_command_line(swept: Swept, tmp_path: Path):
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     for who in ("scheduler", "worker", "client"):
-        ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(str(tmp_path / f"{who}.pem"))
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / f"{who}.pem"))
     port = free_port()
     address = f"tls://127.0.0.1:{port}"
 
@@ -243,8 +250,9 @@ def test_tls_cluster_from_the_command_line(swept: Swept, tmp_path: Path):
                 "--tls-key", str(tmp_path / f"{who}.pem")]
 
     dask = str(Path(sys.executable).parent / "dask")
-    started = [subprocess.Popen([dask, "scheduler", "--protocol", "tls", "--host", "127.0.0.1", "--port", str(port),
-                                 "--dashboard-address", "127.0.0.1:0", *tls("scheduler")],
+    started = [subprocess.Popen([dask, "scheduler", "--protocol", "tls", "--host", "127.0.0.1",
+                                 "--port", str(port), "--dashboard-address", "127.0.0.1:0",
+                                 *tls("scheduler")],
                                 cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     for i in (1, 2):
         home = tmp_path / f"worker{i}"
