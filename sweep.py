@@ -10,7 +10,7 @@ origin NAME`; this machine then pulls them all (`dvc exp pull`): `dvc exp show` 
 inside brackets or quotes, so `model.hidden=[],[100]` is two lists; several -S make a cross product.
 A worker finds the Git origin in its environment (SWEEP_GIT_ORIGIN; `--workers` sets it from this
 clone's `origin`) and the store's keys in its environment or DVC config: a task's arguments carry
-only the commit, the experiment's name and its params. docs/team-sweeps.md has the recipes.
+only the commit, the experiment's name and its params. docs/team.md has the recipes.
 """
 
 from __future__ import annotations
@@ -165,6 +165,24 @@ def run_experiment(commit: str, name: str, values: dict[str, str], topic: str) -
     return result
 
 
+# A remote's settings in DVC's config, and the variables through which a worker's DVC reads them.
+STORE_VARIABLES = {"endpointurl": "AWS_ENDPOINT_URL_S3", "access_key_id": "AWS_ACCESS_KEY_ID",
+                   "secret_access_key": "AWS_SECRET_ACCESS_KEY"}
+
+
+def store_settings(project: Path, remote: str) -> dict[str, str]:
+    """The store's endpoint and keys as this clone's DVC config has them (`make storage` writes them
+    to .dvc/config.local), as environment variables: local workers inherit them, since their own
+    clones have no config.local, and a task's arguments never carry them."""
+    found = {}
+    for line in command(project, "dvc", "config", "--list").splitlines():
+        key, _, value = line.partition("=")
+        section, _, option = key.rpartition(".")
+        if section == f"remote.{remote}" and option in STORE_VARIABLES:
+            found[STORE_VARIABLES[option]] = value
+    return found
+
+
 def preflight(project: Path, local_workers: bool) -> tuple[str, str]:
     """(commit, origin URL) after checking, in a few seconds, what every task will need."""
     try:
@@ -179,8 +197,9 @@ def preflight(project: Path, local_workers: bool) -> tuple[str, str]:
         raise SweepError(f"the Git origin is unreachable (git fetch origin): {error}") from None
     if not command(project, "git", "branch", "--remotes", "--contains", commit).strip():
         raise SweepError(f"commit {commit[:7]} is not on origin: `git push origin HEAD`, then sweep again")
-    if local_workers:  # they use this environment's keys: one try, so a dead store fails in a second
+    if local_workers:  # they use this clone's store settings: one try, so a dead store fails in a second
         remote = command(project, "dvc", "remote", "default").strip()
+        os.environ.update(store_settings(project, remote))
         try:
             command(project, "dvc", "ls-url", f"remote://{remote}", env={"AWS_MAX_ATTEMPTS": "1"}, timeout=60)
         except SweepError as error:
