@@ -10,12 +10,14 @@ what a run ran, what `dvc exp show --json` lists, and the local S3 store (rclone
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -237,6 +239,34 @@ def free_port() -> int:
 def closed_port_url() -> str:
     """An http URL on 127.0.0.1 where nothing listens (connection refused)."""
     return f"http://127.0.0.1:{free_port()}/"
+
+
+def add_raw_data(project: Path) -> Path:
+    """Put the four decompressed IDX files of DATASET in `project`/data/raw, as download does."""
+    raw = project / "data" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (raw / name).write_bytes(gzip.decompress((DATASET / f"{name}.gz").read_bytes()))
+    return project
+
+
+def run_stages_here(project: Path, *names: str) -> None:
+    """Run stages in this process, in `project`, as `python -m stages.<name>` runs each there (a
+    test's setup without a process per stage); the working directory and SIGTERM's handler, which
+    stages.cli.run sets, are restored after."""
+    import importlib
+
+    from stages.cli import run as run_stage
+
+    cwd, sigterm = Path.cwd(), signal.getsignal(signal.SIGTERM)
+    os.chdir(project)
+    try:
+        for name in names:
+            run_stage(importlib.import_module(f"stages.{name}").main)
+    finally:
+        os.chdir(cwd)
+        signal.signal(signal.SIGTERM, sigterm)
 
 
 def snapshot(root: Path, ignore: tuple[str, ...] = (".git", "__pycache__")) -> dict[str, tuple]:

@@ -1,10 +1,8 @@
 """scripts/pr_report.py: the pull-request report of params, metrics and plots against a base revision;
 and what it shows when only float noise differs: the same small pipeline trained on two kernel paths."""
 
-import gzip
 import json
 import os
-import signal
 import subprocess
 import sys
 import warnings
@@ -13,7 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from scripts.toolkit import APPLIED_EPOCHS, REPO, SMALL_RUN_PARAMS, copy_project, dvc, git
+from scripts.toolkit import (
+    APPLIED_EPOCHS,
+    REPO,
+    SMALL_RUN_PARAMS,
+    add_raw_data,
+    copy_project,
+    dvc,
+    git,
+    run_stages_here,
+)
 
 SCRIPT = REPO / "scripts" / "pr_report.py"
 
@@ -122,26 +129,12 @@ class KernelPaths:
 
 
 @pytest.fixture(scope="module")
-def kernel_paths(tmp_path_factory, dataset) -> KernelPaths:
+def kernel_paths(tmp_path_factory) -> KernelPaths:
     """TF_ENABLE_ONEDNN_OPTS, TensorFlow's documented switch, takes another kernel path, as another
     CPU would: the losses differ in their last float bits (measured here: 1.118208885 and 1.118208766)."""
     project = copy_project(tmp_path_factory.mktemp("kernels") / "project",
                            {"max_samples": 1000, "epochs": 2, "sgd.folds": 2})
-    (project / "data/raw").mkdir(parents=True)
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                 "t10k-labels-idx1-ubyte"):
-        (project / "data/raw" / name).write_bytes(gzip.decompress((dataset / f"{name}.gz").read_bytes()))
-    from stages import prepare, sgd_cv, split
-    from stages.cli import run
-
-    cwd, sigterm = Path.cwd(), signal.getsignal(signal.SIGTERM)
-    os.chdir(project)
-    try:
-        for stage in (prepare, split, sgd_cv):  # no TensorFlow in these: run once, in this process
-            run(stage.main)
-    finally:
-        os.chdir(cwd)
-        signal.signal(signal.SIGTERM, sigterm)
+    run_stages_here(add_raw_data(project), "prepare", "split", "sgd_cv")  # no TensorFlow: in this process
 
     def train_evaluate_summary(onednn: str) -> tuple[dict[str, bytes], str]:
         # The three stages one after the other, each as `python -m` runs it, in one process: TensorFlow

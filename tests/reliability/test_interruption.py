@@ -9,7 +9,6 @@ written some outputs but not all (prepare, evaluate) or have a file open (downlo
 event (the file appearing), not after a time.
 """
 
-import gzip
 import json
 import os
 import shutil
@@ -25,15 +24,16 @@ from scripts.toolkit import (
     APPLIED_EPOCHS,
     REPO,
     VENV_BIN,
+    add_raw_data,
     copy_project,
     dvc,
     ran_stages,
+    run_stages_here,
     set_params,
     temporaries,
     venv_env,
     wait_for,
 )
-from stages.cli import run as run_stage
 from stages.data import OUTPUTS
 
 from .conftest import snapshot
@@ -110,24 +110,11 @@ def test_sigterm_on_a_stage_exits_130_with_one_line_and_writes_nothing(tmp_path,
 # ---------------------------------------------------------------- a stage stopped between its outputs
 
 @pytest.fixture(scope="module")
-def small_project(tmp_path_factory, dataset):
+def small_project(tmp_path_factory):
     """A small project whose stages up to train have run (in this process): each test below stops
     one stage, run by hand as a process, at a point where it has written some outputs, not all."""
     project = copy_project(tmp_path_factory.mktemp("stopped") / "project", {"max_samples": 1000, "epochs": 1})
-    (project / "data/raw").mkdir(parents=True)
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                 "t10k-labels-idx1-ubyte"):
-        (project / "data/raw" / name).write_bytes(gzip.decompress((dataset / f"{name}.gz").read_bytes()))
-    from stages import prepare, split, train
-
-    cwd, sigterm = Path.cwd(), signal.getsignal(signal.SIGTERM)
-    os.chdir(project)
-    try:
-        for stage in (prepare, split, train):
-            run_stage(stage.main)
-    finally:
-        os.chdir(cwd)
-        signal.signal(signal.SIGTERM, sigterm)
+    run_stages_here(add_raw_data(project), "prepare", "split", "train")
     return project
 
 
