@@ -33,10 +33,12 @@ UV_VERSION = $(shell sed -n 's/^uv==//p' requirements.txt)
 # index that has it, so a partial local mirror would hide PyPI's versions.
 PIP_INDEX_URL ?= $(shell $(SYSTEM_PYTHON) -m pip config get global.index-url 2>/dev/null)
 UV = $(if $(PIP_INDEX_URL),UV_INDEX_URL=$(PIP_INDEX_URL)) $(VENV)/bin/uv
+# --compile-bytecode: as pip does, so that no process compiles TensorFlow's sources again at import
+# (where PYTHONDONTWRITEBYTECODE is set, each one would: TensorFlow's import 11 s instead of 4 s).
 $(VENV)/.installed: requirements.txt
 	[ -x $(VENV)/bin/python ] || $(SYSTEM_PYTHON) -m venv --without-pip $(VENV)
 	[ -x $(VENV)/bin/uv ] || $(SYSTEM_PYTHON) -m pip --python $(VENV)/bin/python install -q uv==$(UV_VERSION)
-	$(UV) pip sync -q --python $(VENV)/bin/python requirements.txt
+	$(UV) pip sync -q --compile-bytecode --python $(VENV)/bin/python requirements.txt
 	touch $@
 
 # requirements.txt is the lock: pyproject.toml's dependencies and all extras, with everything they
