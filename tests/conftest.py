@@ -2,13 +2,10 @@
 in-process, and the pipeline runs that several tests only read (session-scoped, each named for
 what it set up). Helpers live in scripts/toolkit.py."""
 
-import functools
-import http.server
 import json
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -72,30 +69,6 @@ def small(dataset: Path):
     images = parse_idx(gzip.decompress((dataset / "train-images-idx3-ubyte.gz").read_bytes()), IMAGES_MAGIC)
     labels = parse_idx(gzip.decompress((dataset / "train-labels-idx1-ubyte.gz").read_bytes()), LABELS_MAGIC)
     return scale_and_flatten(images[:SMALL]), labels[:SMALL]
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[[Path], str]]:
-    """serve(directory) → the URL of an HTTP server on 127.0.0.1 serving it, stopped after the test."""
-    servers = []
-
-    def start(directory: Path, handler: type = QuietHandler) -> str:
-        server = http.server.ThreadingHTTPServer(
-            ("127.0.0.1", 0), functools.partial(handler, directory=str(directory))
-        )
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_port}/"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

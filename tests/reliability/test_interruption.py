@@ -30,13 +30,13 @@ from scripts.toolkit import (
     ran_stages,
     run_stages_here,
     set_params,
+    snapshot,
     temporaries,
     venv_env,
     wait_for,
 )
 from stages.data import OUTPUTS
-
-from .conftest import snapshot
+from tests.mirrors import serving
 
 FAULT_CLASS = "interruption: a signal during `dvc repro` or a stage"
 USER_SEES = (
@@ -81,27 +81,28 @@ def test_after_dvc_is_killed_during_train_the_next_repro_completes(reference, qu
         assert (project / path).read_bytes() == (uninterrupted / path).read_bytes(), path
 
 
-def test_sigterm_on_a_stage_exits_130_with_one_line_and_writes_nothing(tmp_path, fault_server):
+def test_sigterm_on_a_stage_exits_130_with_one_line_and_writes_nothing(tmp_path):
     """The download stage, stopped while it receives a file into its temporary data/raw."""
     def stall(handler, name):  # the headers and a first chunk of a file, then nothing
         handler.send(200, b"\x1f\x8b" + bytes(1000), length=10_000_000)
-        handler.pause(120)
+        handler.server.closing.wait(120)
 
-    mirror = fault_server(stall)
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["download"] = {"sources": [mirror.url], "retries": 1, "timeout": 120}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    child = subprocess.Popen([sys.executable, "-m", "stages.download"], cwd=tmp_path, text=True,
-                             env={**os.environ, "PYTHONPATH": str(REPO)},
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        # Its first file half-received in the temporary directory that would become data/raw.
-        assert wait_for(lambda: mirror.requests and list(tmp_path.glob("data/.raw-tmp-*/*.gz")), timeout=60)
-        child.send_signal(signal.SIGTERM)
-        _, err = child.communicate(timeout=60)
-    finally:
-        child.kill()
-        child.wait()
+    with serving(stall) as mirror:
+        params = yaml.safe_load((REPO / "params.yaml").read_text())
+        params["download"] = {"sources": [mirror.url], "retries": 1, "timeout": 120}
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        child = subprocess.Popen([sys.executable, "-m", "stages.download"], cwd=tmp_path, text=True,
+                                 env={**os.environ, "PYTHONPATH": str(REPO)},
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            # Its first file half-received in the temporary directory that would become data/raw.
+            half_received = lambda: mirror.requests and list(tmp_path.glob("data/.raw-tmp-*/*.gz"))  # noqa: E731
+            assert wait_for(half_received, timeout=60)
+            child.send_signal(signal.SIGTERM)
+            _, err = child.communicate(timeout=60)
+        finally:
+            child.kill()
+            child.wait()
     assert child.returncode == 130, err[-3000:]
     assert err == "interrupted: nothing was written\n"
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["data", "params.yaml"]

@@ -11,9 +11,7 @@ import importlib
 import pytest
 import yaml
 
-from scripts.toolkit import REPO, copy_project, dvc, error_line
-
-from .conftest import snapshot
+from scripts.toolkit import REPO, copy_project, dvc, error_line, snapshot
 
 FAULT_CLASS = "params: a mistyped params.yaml"
 USER_SEES = (
