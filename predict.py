@@ -94,7 +94,7 @@ def load_model(path: Path):
                         "docs/registry.md says how to get a released version)")
     if path.suffix != ".keras" or not zipfile.is_zipfile(path):
         raise UserError(f"{path}: not a .keras model file (the zip archive `model.save` writes)")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as the stages: no C++ info, warning or E0000 lines
     os.environ["KERAS_BACKEND"] = "tensorflow"  # the model was trained on TensorFlow
     import keras
 
