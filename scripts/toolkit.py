@@ -251,10 +251,10 @@ def add_raw_data(project: Path) -> Path:
     return project
 
 
-def run_stages_here(project: Path, *names: str) -> None:
+def run_stages_here(project: Path, *names: str) -> Path:
     """Run stages in this process, in `project`, as `python -m stages.<name>` runs each there (a
     test's setup without a process per stage); the working directory and SIGTERM's handler, which
-    stages.cli.run sets, are restored after."""
+    stages.cli.run sets, are restored after. Returns `project`."""
     import importlib
 
     from stages.cli import run as run_stage
@@ -267,6 +267,7 @@ def run_stages_here(project: Path, *names: str) -> None:
     finally:
         os.chdir(cwd)
         signal.signal(signal.SIGTERM, sigterm)
+    return project
 
 
 def snapshot(root: Path, ignore: tuple[str, ...] = (".git", "__pycache__")) -> dict[str, tuple]:

@@ -50,6 +50,19 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[name] = "127.0.0.1,localhost" + (f",{existing}" if existing else "")
 
 
+# `make test` runs the suite in parallel (pytest-xdist, `-n auto --dist loadgroup`). Each worker builds
+# the session fixtures its tests use, so the tests of one shared run go to one worker, together; the
+# others go by file, so that a module's fixture is built once.
+SHARED_RUNS = {"team": ("team", "store"), "pipeline": ("reference_run", "concurrent_run")}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = next((name for name, fixtures in SHARED_RUNS.items()
+                      if set(fixtures) & set(item.fixturenames)), item.path.name)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def dataset() -> Path:
     """The four original .gz files, from Debian's dataset-fashion-mnist."""

@@ -4,6 +4,7 @@ store (rclone on 127.0.0.1), pulled into one `dvc exp show`.
 One small sweep runs in the default suite; the faults, TLS with a CLI-started cluster and the
 restored rerun form the tier `sweep_faults` (`pytest -m sweep_faults tests/test_sweep.py`)."""
 
+import hashlib
 import os
 import re
 import signal
@@ -18,8 +19,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 
-from scripts.toolkit import DATASET, Store, copy_project, exp_show, free_port, git, run, venv_env
+from scripts.toolkit import DATASET, Store, clone, copy_project, dvc, exp_show, free_port, git, run, venv_env
 from sweep import experiment_names, grid
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,6 +114,18 @@ def test_sweep_on_two_local_workers_lands_in_one_exp_show(swept: Swept):
             metrics = shown[line.split()[0]].metrics
             assert printed == [round(metrics[k], 4) for k in ("sgd_cv_accuracy", "keras_val_accuracy",
                                                             "keras_test_accuracy")]
+
+
+def test_an_experiment_of_the_sweep_comes_with_its_model_to_another_clone(swept: Swept, tmp_path: Path):
+    """As a teammate takes one into a fresh clone: `dvc exp pull`, `dvc exp apply`, `dvc pull`; the
+    model is the one the experiment's dvc.lock names (the base commit has none)."""
+    lead, env = clone(swept.origin, tmp_path / "lead"), swept.store.env()
+    for command in (("exp", "pull", "origin", swept.names[0]), ("exp", "apply", swept.names[0]), ("pull",)):
+        dvc(lead, *command, env=env)
+    outs = yaml.safe_load((lead / "dvc.lock").read_text())["stages"]["train"]["outs"]
+    model = hashlib.md5((lead / "data/model.keras").read_bytes(), usedforsecurity=False).hexdigest()
+    assert model == next(out["md5"] for out in outs if out["path"] == "data/model.keras")
+    assert dvc(lead, "status", "--json", env=env).stdout.strip() == "{}"
 
 
 faults = pytest.mark.sweep_faults

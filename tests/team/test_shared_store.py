@@ -1,17 +1,11 @@
 """Team scale, end to end against a real S3 store on 127.0.0.1: the store's set-up in two clones,
-push, pull, run-cache, experiments.
+push, pull, the run-cache (experiments on many machines: tests/test_sweep.py). Only DVC's own
+commands move data. summary's one output is committed to Git, not cached: in another clone summary
+reruns (0.1 s of arithmetic) where every other stage is restored."""
 
-Only DVC's own commands move data: `dvc push --run-cache`, `dvc exp push`, `dvc pull --run-cache`,
-`dvc exp pull`, `dvc repro --pull`. The summary stage's only output, metrics/summary.json, is not
-cached (it is committed to Git), so no command uploads it with the stage's run record: in another
-clone summary reruns (0.1 s of arithmetic) where every other stage is restored.
-"""
-
-import json
 import shlex
 import signal
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from scripts.toolkit import (
@@ -22,7 +16,6 @@ from scripts.toolkit import (
     copy_project,
     digests,
     dvc,
-    exp_show,
     git,
     ran_stages,
     restored_stages,
@@ -30,8 +23,6 @@ from scripts.toolkit import (
     set_params,
     venv_env,
 )
-
-RESULTS = ("data/model.keras", "metrics", "plots")  # what an experiment changes
 
 
 def output(result: subprocess.CompletedProcess) -> str:
@@ -109,48 +100,6 @@ def test_every_stage_but_summary_is_restored_from_the_run_cache(team, tmp_path):
     assert ran_stages(out) == ["summary"], out  # its record names an object no push uploads
     assert digests(c) == team.a_outputs  # summary.json included: the same inputs, the same bytes
     assert git(c, "status", "--porcelain") == ""  # the same dvc.lock as A's, byte for byte
-
-
-def worker(root: Path, name: str, args: list[str], env: dict[str, str]) -> str:
-    """One machine of a sweep: its experiment, then the Git ref, outputs and run records shared."""
-    out = output(dvc(root, "exp", "run", "--pull", "-n", name, *args, env=env))
-    dvc(root, "exp", "push", "--run-cache", "origin", name, env=env)
-    return out
-
-
-def test_experiments_travel_between_machines(team, tmp_path):
-    # w1 trains another model; w2 changes only the SGD baseline (no TensorFlow run: the test
-    # needs one new model, not two).
-    experiments = {"w1": ["-S", "epochs=1"], "w2": ["-S", "sgd.max_iter=6"]}
-    workers = {name: clone(team.origin, tmp_path / name) for name in experiments}
-    # Both workers run their experiment at the same time against the same store.
-    with ThreadPoolExecutor(len(workers)) as pool:
-        outputs = dict(zip(workers, pool.map(worker, workers.values(), workers, experiments.values(),
-                                             [team.env] * len(workers)), strict=True))
-    assert ran_stages(outputs["w1"]) == ["train", "evaluate", "summary"], outputs["w1"]
-    assert ran_stages(outputs["w2"]) == ["sgd_cv", "summary"], outputs["w2"]
-
-    # A third machine, empty cache, runs w1's params again: the store has that run of train and
-    # evaluate, so they are restored; summary reruns (its output is not cached).
-    again = clone(team.origin, tmp_path / "again")
-    out = output(dvc(again, "exp", "run", "--pull", "-S", "epochs=1", env=team.env))
-    assert restored_stages(out) == ["train", "evaluate"], out
-    assert ran_stages(out) == ["summary"], out
-    assert digests(again, RESULTS) == digests(workers["w1"], RESULTS)
-
-    # The lead pulls both and sees the whole sweep in one table.
-    lead = clone(team.origin, tmp_path / "lead")
-    dvc(lead, "exp", "pull", "origin", *experiments, env=team.env)
-    found = {e.name: e.metrics for e in exp_show(lead, env=team.env) if e.name}
-    assert set(found) == set(experiments), found
-    for name, root in workers.items():
-        assert found[name] == json.loads((root / "metrics/summary.json").read_text())
-
-    # Applying w1 and pulling brings w1's model, byte for byte (not A's).
-    dvc(lead, "exp", "apply", "w1", env=team.env)
-    dvc(lead, "pull", env=team.env)
-    assert digests(lead, RESULTS) == digests(workers["w1"], RESULTS)
-    assert digests(lead, ("data/model.keras",)) != {"data/model.keras": team.a_outputs["data/model.keras"]}
 
 
 def test_ci_reruns_only_what_a_change_touches(team, tmp_path):
