@@ -1,6 +1,6 @@
-"""The suite's fixtures: the real dataset, a loopback HTTP server, a stage's entry point run
-in-process, and the pipeline runs that several tests only read (session-scoped, each named for
-what it set up). Helpers live in scripts/toolkit.py."""
+"""The suite's fixtures: the real dataset, a stage's entry point run in-process, and the pipeline runs
+that several tests only read (session-scoped, each named for what it set up). Helpers live in
+scripts/toolkit.py; the download's loopback mirrors in tests/mirrors.py."""
 
 import json
 import os
@@ -51,11 +51,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # `make test` runs the suite in parallel (pytest-xdist, `-n auto --dist loadgroup`). Each worker builds
-# the session fixtures its tests use, so the tests of one shared run go to one worker, together; the
-# others go by file, so that a module's fixture is built once.
-SHARED_RUNS = {"team": ("team", "store"), "pipeline": ("reference_run", "concurrent_run")}
+# the session fixtures its tests use: the tests of the team's store and of the concurrent run go to
+# one worker, those of the reference run and its queued experiments to another, the rest by file
+# (so a module's fixture is built once).
+SHARED_RUNS = {"team": ("team", "store", "concurrent_run"), "pipeline": ("reference_run",)}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         group = next((name for name, fixtures in SHARED_RUNS.items()
@@ -107,7 +109,6 @@ def entry_point(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
     signal.signal(signal.SIGTERM, previous)
 
 
-
 @dataclass
 class ReferenceRun:
     """A small project (SMALL_RUN_PARAMS) reproduced from scratch by one uninterrupted `dvc repro`,
@@ -147,8 +148,6 @@ class QueuedExperiments:
     applied and committed."""
 
     project: Path
-    home: Path  # HOME and TMPDIR of the queue: empty directories at its start
-    tmpdir: Path
     queued: str  # what `dvc exp run --queue` printed
     two_at_once: bool  # two experiment workspaces (.dvc/tmp/exps) seen at the same time
     runs: dict[int, dict]  # by epochs: name, rev, state, metrics; "log" (`dvc queue logs`) of the applied one
@@ -204,7 +203,7 @@ def queued_experiments(reference: Path, tmp_path_factory: pytest.TempPathFactory
         rows = loss["content"]["data"]["values"]
         histories = {key: [(row["epoch"], row["loss"], row["val_loss"]) for row in rows
                            if row["rev"] == rev and row["field"] == "loss"] for key, rev in revs.items()}
-        yield QueuedExperiments(project, home, tmpdir, queued, two_at_once, runs, histories)
+        yield QueuedExperiments(project, queued, two_at_once, runs, histories)
     finally:
         dvc(project, "queue", "stop", "--kill", check=False, env=env)  # no worker outlives the tests
 

@@ -1,8 +1,6 @@
-"""`python -m sweep`: experiments on a Dask cluster, pushed to a bare Git origin and the real S3
-store (rclone on 127.0.0.1), pulled into one `dvc exp show`.
-
-One small sweep runs in the default suite; the faults, TLS with a CLI-started cluster and the
-restored rerun form the tier `sweep_faults` (`pytest -m sweep_faults tests/test_sweep.py`)."""
+"""`python -m sweep`: experiments on a Dask cluster, pushed to a bare Git origin and the real S3 store
+(rclone on 127.0.0.1), pulled into one `dvc exp show`. One small sweep runs by default; the faults, TLS
+and the restored rerun form the tier `sweep_faults` (`pytest -m sweep_faults tests/test_sweep.py`)."""
 
 import hashlib
 import os
@@ -21,13 +19,25 @@ import psutil
 import pytest
 import yaml
 
-from scripts.toolkit import DATASET, Store, clone, copy_project, dvc, exp_show, free_port, git, run, venv_env
-from sweep import experiment_names, grid
+from scripts.toolkit import (
+    DATASET,
+    REPO,
+    Store,
+    clone,
+    copy_project,
+    dvc,
+    exp_show,
+    free_port,
+    git,
+    run,
+    venv_env,
+)
+from sweep import HEADLINE, experiment_names, grid
 
-REPO = Path(__file__).resolve().parents[1]
 SMALL = {"max_samples": 500, "epochs": 1, "sgd.folds": 2, "sgd.max_iter": 3,
          "download.sources": [str(DATASET)]}
 GRID = ("-S", "model.hidden=[],[8]")  # two experiments; the comma inside a list is not a separator
+faults = pytest.mark.sweep_faults
 
 
 @dataclass
@@ -38,26 +48,27 @@ class Swept:
     result: subprocess.CompletedProcess  # the first `python -m sweep ... --workers 2`
     names: list[str]  # its experiments, from its table
 
+    def env(self, clones: Path, **extra: str) -> dict[str, str]:
+        """The store's keys and where the workers keep their clones; `python -m sweep` from the repo."""
+        return {**self.store.env(), "PYTHONPATH": str(REPO), "SWEEP_CLONES": str(clones), **extra}
 
-def sweep_env(store: Store, clones: Path, **extra: str) -> dict[str, str]:
-    """The store's keys and where the workers keep their clones; `python -m sweep` from the repo."""
-    return {**store.env(), "PYTHONPATH": str(REPO), "SWEEP_CLONES": str(clones), **extra}
+    def sweep(self, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+        return run(self.project, "python", "-m", "sweep", *args, env=env, timeout=600)
 
+    def start(self, *args: str, clones: Path) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "sweep", *args], cwd=self.project, text=True,
+                                env=venv_env(self.env(clones)), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
 
-def sweep(project: Path, *args: str, env: dict[str, str],
-          timeout: float = 600) -> subprocess.CompletedProcess:
-    return run(project, "python", "-m", "sweep", *args, env=env, timeout=timeout)
+    def pushed(self) -> list[str]:
+        """The experiments in the Git origin, one name per ref."""
+        refs = git(self.origin, "for-each-ref", "--format=%(refname)", "refs/exps").split()
+        return [ref.rsplit("/", 1)[1] for ref in refs if not ref.startswith("refs/exps/exec/")]
 
 
 def table_names(output: str) -> list[str]:
     """The experiments of the sweep's table (its first column)."""
     return re.findall(r"^(\S+-[0-9a-f]{6}-\S+)\s+\S", output.split("experiment ", 1)[-1], re.MULTILINE)
-
-
-def origin_experiments(origin: Path) -> list[str]:
-    """The names of the experiment refs in the Git origin, one per ref."""
-    refs = git(origin, "for-each-ref", "--format=%(refname)", "refs/exps").split()
-    return [ref.rsplit("/", 1)[1] for ref in refs if not ref.startswith("refs/exps/exec/")]
 
 
 def kill_leftovers(root: Path) -> None:
@@ -76,8 +87,10 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swept]:
     store = Store(root / "store").start()
     try:
         project = copy_project(root / "user", SMALL, origin=root / "origin.git")
-        result = sweep(project, *GRID, "--workers", "2", env=sweep_env(store, root / "clones"))
-        yield Swept(project, root / "origin.git", store, result, table_names(result.stdout))
+        swept = Swept(project, root / "origin.git", store, None, [])
+        swept.result = swept.sweep(*GRID, "--workers", "2", env=swept.env(root / "clones"))
+        swept.names = table_names(swept.result.stdout)
+        yield swept
     finally:
         store.stop()
         kill_leftovers(root)
@@ -102,18 +115,15 @@ def test_sweep_on_two_local_workers_lands_in_one_exp_show(swept: Swept):
     assert re.search(r"dashboard http://127\.0\.0\.1:\d+/status", out)
     assert "[2 done, 0 running, 0 failed of 2]" in out
     header = next(line for line in out.splitlines() if line.startswith("experiment "))
-    assert header.split()[:4] == ["experiment", "sgd_cv_accuracy", "keras_val_accuracy",
-                                  "keras_test_accuracy"]
-    assert len(swept.names) == 2 and sorted(origin_experiments(swept.origin)) == sorted(swept.names)
+    assert header.split()[:4] == ["experiment", *HEADLINE]
+    assert len(swept.names) == 2 and sorted(swept.pushed()) == sorted(swept.names)
     shown = {e.name: e for e in exp_show(swept.project) if e.name}
     assert set(shown) == set(swept.names)
     assert sorted(str(shown[n].params["model.hidden"]) for n in swept.names) == ["[8]", "[]"]
     for line in out.splitlines():  # the table's accuracies are the ones `dvc exp show` lists
         if line.split()[0] in shown:
-            printed = [float(x) for x in line.split()[1:4]]
             metrics = shown[line.split()[0]].metrics
-            assert printed == [round(metrics[k], 4) for k in ("sgd_cv_accuracy", "keras_val_accuracy",
-                                                            "keras_test_accuracy")]
+            assert [float(x) for x in line.split()[1:4]] == [round(metrics[k], 4) for k in HEADLINE]
 
 
 def test_an_experiment_of_the_sweep_comes_with_its_model_to_another_clone(swept: Swept, tmp_path: Path):
@@ -128,18 +138,10 @@ def test_an_experiment_of_the_sweep_comes_with_its_model_to_another_clone(swept:
     assert dvc(lead, "status", "--json", env=env).stdout.strip() == "{}"
 
 
-faults = pytest.mark.sweep_faults
-
-
-def started_lines(output: str, name: str) -> int:
-    return len(re.findall(rf"\] {re.escape(name)} started$", output, re.MULTILINE))
-
-
 @faults
 def test_the_same_sweep_again_is_restored_from_the_store(swept: Swept, tmp_path: Path):
-    # New workers' clones: nothing local, everything restored from the store but `summary`,
-    # whose one output is not cached (it is committed to Git).
-    again = sweep(swept.project, *GRID, "--workers", "2", env=sweep_env(swept.store, tmp_path / "clones"))
+    # New workers' clones, nothing local: all restored from the store but summary (not cached).
+    again = swept.sweep(*GRID, "--workers", "2", env=swept.env(tmp_path / "clones"))
     assert again.returncode == 0, again.stdout + again.stderr
     assert len(re.findall(r"done in \d+ s \(ran summary; 6 restored\)", again.stdout)) == 2, again.stdout
 
@@ -147,50 +149,43 @@ def test_the_same_sweep_again_is_restored_from_the_store(swept: Swept, tmp_path:
 @faults
 def test_a_killed_worker_reruns_its_experiment_elsewhere(swept: Swept, tmp_path: Path):
     clones = tmp_path / "clones"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sweep", "-S", "epochs=2", "-S", "model.hidden=[],[8]", "--workers", "2"],
-        cwd=swept.project, env=venv_env(sweep_env(swept.store, clones)), text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = swept.start("-S", "epochs=2", *GRID, "--workers", "2", clones=clones)
     try:
-        killed = None
-        deadline = time.monotonic() + 300
-        while killed is None and time.monotonic() < deadline and process.poll() is None:
-            for candidate in psutil.process_iter(["cmdline", "cwd"]):
-                if "stages.train" in (candidate.info["cmdline"] or []) and (
-                        candidate.info["cwd"] or "").startswith(str(clones)):
-                    try:  # train's dvc (`dvc exp run -n NAME`), and the Dask worker that started it
-                        dvc = next(p for p in candidate.parents() if p.cmdline()[2:4] == ["exp", "run"])
-                        name = dvc.cmdline()[dvc.cmdline().index("-n") + 1]
-                        killed = dvc.parent()
-                        killed.send_signal(signal.SIGKILL)
+        killed, deadline = False, time.monotonic() + 300
+        while not killed and time.monotonic() < deadline and process.poll() is None:
+            for train in psutil.process_iter(["cmdline", "cwd"]):
+                if "stages.train" in (train.info["cmdline"] or []) and str(clones) in str(train.info["cwd"]):
+                    try:  # the Dask worker that started train's `dvc exp run`
+                        dvc_run = next(p for p in train.parents() if p.cmdline()[2:4] == ["exp", "run"])
+                        dvc_run.parent().send_signal(signal.SIGKILL)
+                        killed = True
                     except (psutil.Error, StopIteration):
                         continue
                     break
             time.sleep(0.2)
-        assert killed is not None, "no experiment reached train"
+        assert killed, "no experiment reached train"
         out, err = process.communicate(timeout=600)
     finally:
-        if process.poll() is None:
-            process.kill()
+        process.kill()
         kill_leftovers(tmp_path)
     assert process.returncode == 0, out + err
     names = table_names(out)
-    assert started_lines(out, name) == 2, out  # started, lost with its worker, started again
-    assert len(names) == 2 and all(origin_experiments(swept.origin).count(n) == 1 for n in names)
+    # One experiment started, lost with its worker, started again; each pushed once.
+    assert sorted(len(re.findall(rf"\] {n} started$", out, re.MULTILINE)) for n in names) == [1, 2], out
+    assert len(names) == 2 and all(swept.pushed().count(n) == 1 for n in names)
     shown = {e.name: e for e in exp_show(swept.project) if e.name in names}
     assert set(shown) == set(names) and all(e.metrics.get("keras_test_accuracy") for e in shown.values())
 
 
 @faults
 def test_a_value_the_params_refuse_fails_that_experiment_alone(swept: Swept, tmp_path: Path):
-    result = sweep(swept.project, "-S", "epochs=0,1", "--workers", "2", env=sweep_env(swept.store, tmp_path))
+    result = swept.sweep("-S", "epochs=0,1", "--workers", "2", env=swept.env(tmp_path))
     assert result.returncode == 1
     bad = re.search(r"^(\S+-epochs-0): (.*)$", result.stdout, re.MULTILINE)
     assert bad and bad.group(2).startswith("error: params.yaml: epochs = 0 is not allowed"), result.stdout
     good = next(n for n in table_names(result.stdout) if n.endswith("epochs-1"))
     assert result.stderr.strip().splitlines()[-1] == f"error: 1 of 2 experiments failed: {bad.group(1)}"
-    pushed = origin_experiments(swept.origin)
-    assert good in pushed and bad.group(1) not in pushed
+    assert good in swept.pushed() and bad.group(1) not in swept.pushed()
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:
@@ -201,8 +196,7 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
 
 @faults
 def test_unreachable_scheduler_origin_or_store_is_one_line(swept: Swept, tmp_path: Path):
-    env = sweep_env(swept.store, tmp_path / "clones")
-    before = origin_experiments(swept.origin)
+    env, before = swept.env(tmp_path / "clones"), swept.pushed()
     cases = {
         "scheduler": (("--scheduler", f"tcp://127.0.0.1:{free_port()}", "--timeout", "3"), env, None),
         "store down": (("--workers", "1"),
@@ -212,11 +206,10 @@ def test_unreachable_scheduler_origin_or_store_is_one_line(swept: Swept, tmp_pat
     }
     lines = {}
     for case, (args, case_env, origin) in cases.items():
-        if origin:
-            git(swept.project, "remote", "set-url", "origin", str(origin))
+        git(swept.project, "remote", "set-url", "origin", str(origin or swept.origin))
         try:
             started = time.monotonic()
-            lines[case] = one_line_error(sweep(swept.project, "-S", "epochs=1,2", *args, env=case_env))
+            lines[case] = one_line_error(swept.sweep("-S", "epochs=1,2", *args, env=case_env))
             assert time.monotonic() - started < 30, case
         finally:
             git(swept.project, "remote", "set-url", "origin", str(swept.origin))
@@ -224,24 +217,19 @@ def test_unreachable_scheduler_origin_or_store_is_one_line(swept: Swept, tmp_pat
     store_refused = "error: the DVC remote 'storage' is unreachable or refuses the keys"
     assert lines["store down"].startswith(store_refused)
     assert "Could not connect to the endpoint URL" in lines["store down"]
-    assert lines["wrong secret"].startswith(store_refused)
-    assert "Forbidden" in lines["wrong secret"]
+    assert lines["wrong secret"].startswith(store_refused) and "Forbidden" in lines["wrong secret"]
     assert lines["origin"].startswith("error: the Git origin is unreachable (git fetch origin): fatal:")
     assert swept.store.secret not in str(lines)
-    assert origin_experiments(swept.origin) == before  # nothing pushed
+    assert swept.pushed() == before  # nothing pushed
 
 
 @faults
 def test_two_sweeps_at_once_into_one_origin_lose_no_experiment(swept: Swept, tmp_path: Path):
-    processes = [subprocess.Popen([sys.executable, "-m", "sweep", *GRID, "--workers", "1"], cwd=swept.project,
-                                  env=venv_env(sweep_env(swept.store, tmp_path / f"clones{i}")), text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in (1, 2)]
+    processes = [swept.start(*GRID, "--workers", "1", clones=tmp_path / f"clones{i}") for i in (1, 2)]
     outputs = [process.communicate(timeout=600) for process in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
     names = [name for out, _ in outputs for name in table_names(out)]
-    assert len(set(names)) == 4
-    pushed = origin_experiments(swept.origin)
-    assert all(pushed.count(name) == 1 for name in names)
+    assert len(set(names)) == 4 and all(swept.pushed().count(name) == 1 for name in names)
     assert {e.name for e in exp_show(swept.project)} >= set(names)
 
 
@@ -264,9 +252,8 @@ def test_tls_cluster_from_the_command_line(swept: Swept, tmp_path: Path):
                 "--tls-key", str(tmp_path / f"{who}.pem")]
 
     dask = str(Path(sys.executable).parent / "dask")
-    started = [subprocess.Popen([dask, "scheduler", "--protocol", "tls", "--host", "127.0.0.1",
-                                 "--port", str(port), "--dashboard-address", "127.0.0.1:0",
-                                 *tls("scheduler")],
+    started = [subprocess.Popen([dask, "scheduler", "--protocol", "tls", "--host", "127.0.0.1", "--port",
+                                 str(port), "--dashboard-address", "127.0.0.1:0", *tls("scheduler")],
                                 cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     for i in (1, 2):
         home = tmp_path / f"worker{i}"
@@ -278,8 +265,7 @@ def test_tls_cluster_from_the_command_line(swept: Swept, tmp_path: Path):
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
         client_env = {"PYTHONPATH": str(REPO)}  # the collecting machine needs Git only, no store keys
-        result = sweep(swept.project, *GRID, "--scheduler", address, "--timeout", "60", *tls("client"),
-                       env=client_env)
+        result = swept.sweep(*GRID, "--scheduler", address, "--timeout", "60", *tls("client"), env=client_env)
         assert result.returncode == 0, result.stdout + result.stderr
         names = table_names(result.stdout)
         assert len(names) == 2 and {e.name for e in exp_show(swept.project)} >= set(names)
@@ -291,10 +277,11 @@ def test_tls_cluster_from_the_command_line(swept: Swept, tmp_path: Path):
               context.wrap_socket(raw, server_hostname="127.0.0.1") as tls_socket):
             tls_socket.recv(1)  # TLS 1.3: the server's refusal arrives after the client's Finished
         # ... and so is one whose certificate another CA signed: the sweep says so in one line.
-        other = trustme.CA().issue_cert("127.0.0.1")
-        other.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "other.pem"))
-        refused = sweep(swept.project, *GRID, "--scheduler", address, "--timeout", "3", "--tls-ca-file",
-                        str(tmp_path / "ca.pem"), "--tls-cert", str(tmp_path / "other.pem"), env=client_env)
+        trustme.CA().issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+            str(tmp_path / "other.pem"))
+        refused = swept.sweep(*GRID, "--scheduler", address, "--timeout", "3", "--tls-ca-file",
+                              str(tmp_path / "ca.pem"), "--tls-cert", str(tmp_path / "other.pem"),
+                              env=client_env)
         assert one_line_error(refused).startswith(f"error: cannot use the Dask scheduler at {address}: ")
     finally:
         for process in reversed(started):
