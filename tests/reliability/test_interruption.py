@@ -1,12 +1,9 @@
 """Interruption: `dvc repro` killed during a stage, then run again; a stage stopped by a signal.
 
-`kill <pid of dvc>` ends DVC at once; its stage may run on (that is DVC's behaviour), so the
-test stops it too. The next `dvc repro` must then end with the same outputs and metrics, byte for
-byte, as a run never interrupted. A stage stopped by SIGTERM or Ctrl-C (stages.cli.run maps SIGTERM
-onto KeyboardInterrupt, see test_cli.py) exits 130 with one line and leaves every output as it was:
-its outputs are moved into place together at its end. The stages are stopped where they have
-written some outputs but not all (prepare, evaluate) or have a file open (download, train), on the
-event (the file appearing), not after a time.
+Killed with its stage, `dvc repro` must next end with the same outputs, byte for byte, as a run never
+interrupted. A stage stopped by SIGTERM or Ctrl-C exits 130 with one line and leaves every output as it
+was: its outputs are moved into place together at its end. Each is stopped on an event (a file
+appearing), not after a time, and frozen first: on a busy machine the poll may come late.
 """
 
 import json
@@ -15,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -46,29 +44,29 @@ USER_SEES = (
 )
 
 
-def kill_during_fit(project: Path, log: Path) -> int | None:
-    """`dvc repro` in `project`, its whole process group stopped (`kill -- -<pgid>`, as Ctrl-C in a
-    terminal stops it) while train fits: its exit code, or None if the poll came too late to tell."""
-    with open(log, "w") as out:
-        # SHELL=/bin/sh: DVC runs each cmd with `$SHELL -c`, and dash forks (as in CI and under cron).
-        repro = subprocess.Popen([str(VENV_BIN / "dvc"), "repro"], cwd=project, stdout=out,
-                                 stderr=subprocess.STDOUT, env=venv_env({"SHELL": "/bin/sh"}),
-                                 start_new_session=True)
-        try:
-            assert wait_for(lambda: list((project / "plots").glob(".train_history-tmp-*")), 120), \
-                log.read_text()[-3000:]
-            # Frozen, then looked at: the history file stays open until train ends, so on a busy
-            # machine the poll may see it only after fit, once the model is written.
-            os.killpg(repro.pid, signal.SIGSTOP)
-            if list((project / "data").glob("*model*")):
-                return None
-            os.killpg(repro.pid, signal.SIGTERM)
-            os.killpg(repro.pid, signal.SIGCONT)
-            return repro.wait(120)
-        finally:
-            if repro.poll() is None:
-                os.killpg(repro.pid, signal.SIGKILL)
-                repro.wait()
+def interrupted(process: subprocess.Popen, event: Callable, running: Callable, signum: int,
+                group: bool = False) -> bool:
+    """Once `event()`, freeze `process` (with `group`, its process group: `kill -- -<pgid>`, as Ctrl-C
+    in a terminal stops a whole run); send `signum` if `running()` still holds, else kill it."""
+    send = (lambda signum: os.killpg(process.pid, signum)) if group else process.send_signal
+    assert wait_for(event, timeout=120, interval=0.01), "the event never came"
+    send(signal.SIGSTOP)
+    caught = bool(running())
+    send(signum if caught else signal.SIGKILL)
+    send(signal.SIGCONT)
+    return caught
+
+
+def kill_during_fit(project: Path) -> tuple[bool, subprocess.Popen, str]:
+    set_params(project, {"epochs": APPLIED_EPOCHS})  # train, evaluate and summary must run
+    # SHELL=/bin/sh: DVC runs each cmd with `$SHELL -c`, and dash forks (as in CI and under cron).
+    repro = subprocess.Popen([str(VENV_BIN / "dvc"), "repro"], cwd=project, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             env=venv_env({"SHELL": "/bin/sh"}), start_new_session=True)
+    caught = interrupted(repro, lambda: list((project / "plots").glob(".train_history-tmp-*")),
+                         lambda: not list((project / "data").glob("*model*")),  # the model follows fit
+                         signal.SIGTERM, group=True)
+    return caught, repro, repro.communicate(timeout=120)[0]
 
 
 def test_after_dvc_is_killed_during_train_the_next_repro_completes(reference, queued_experiments, tmp_path):
@@ -76,15 +74,11 @@ def test_after_dvc_is_killed_during_train_the_next_repro_completes(reference, qu
     uninterrupted run did (the queue's experiment at APPLIED_EPOCHS, applied and committed)."""
     for attempt in range(3):
         project = shutil.copytree(reference, tmp_path / f"project{attempt}", symlinks=True)
-        set_params(project, {"epochs": APPLIED_EPOCHS})  # train, evaluate and summary must run
-        log = tmp_path / f"killed{attempt}.log"
-        killed_code = kill_during_fit(project, log)
-        if killed_code is not None:
+        caught, repro, killed_output = kill_during_fit(project)
+        if caught:
             break
-    assert killed_code is not None, "train's fit was never caught running in 3 attempts"
-    killed_output = log.read_text()
-    assert killed_code != 0, killed_output[-3000:]
-    assert ran_stages(killed_output) == ["train"], killed_output[-3000:]
+    assert caught, "train was never caught fitting in 3 attempts"
+    assert repro.returncode != 0 and ran_stages(killed_output) == ["train"], killed_output[-3000:]
     assert wait_for(lambda: temporaries(project) == [], 60), temporaries(project)  # the stage cleaned up
     assert not (project / "data/model.keras").exists()
     assert "train" in json.loads(dvc(project, "status", "--json").stdout)
@@ -92,9 +86,8 @@ def test_after_dvc_is_killed_during_train_the_next_repro_completes(reference, qu
     resumed = dvc(project, "repro").stdout
     assert ran_stages(resumed) == ["train", "evaluate", "summary"], resumed
     assert json.loads(dvc(project, "status", "--json").stdout) == {}
-    uninterrupted = queued_experiments.project
     for path in (*OUTPUTS["train"], *OUTPUTS["evaluate"], *OUTPUTS["summary"]):  # byte for byte
-        assert (project / path).read_bytes() == (uninterrupted / path).read_bytes(), path
+        assert (project / path).read_bytes() == (queued_experiments.project / path).read_bytes(), path
 
 
 def test_sigterm_on_a_stage_exits_130_with_one_line_and_writes_nothing(tmp_path):
@@ -124,8 +117,6 @@ def test_sigterm_on_a_stage_exits_130_with_one_line_and_writes_nothing(tmp_path)
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["data", "params.yaml"]
 
 
-# ---------------------------------------------------------------- a stage stopped between its outputs
-
 @pytest.fixture(scope="module")
 def small_project(tmp_path_factory):
     """A small project whose stages up to train have run (in this process); each test below copies
@@ -134,42 +125,31 @@ def small_project(tmp_path_factory):
     return run_stages_here(add_raw_data(project), "prepare", "split", "train")
 
 
-def written(project: Path, pattern: str):
-    """A test that a non-empty file matching `pattern` is new or rewritten since this call."""
-    def files():
-        return {path: (path.stat().st_mtime_ns, path.stat().st_size) for path in project.glob(pattern)
-                if path.exists()}  # a temporary may be moved into place meanwhile
-
-    before = files()
-    return lambda: any(size and before.get(path) != (mtime, size) for path, (mtime, size) in files().items())
-
-
-def stop_when(small_project: Path, tmp_path: Path, stage: str, pattern: str, signum: int, **params) -> str:
+def stop_when(small_project: Path, tmp_path: Path, stage: str, pattern: str, signum: int, **params) -> Path:
     """`python -m stages.<stage>` in a copy of `small_project` (`params` changed), sent `signum` once a
-    file matching `pattern` is written; check that it exits 130 and changed nothing; return its stderr."""
+    non-empty file matching `pattern` is new or rewritten: it must exit 130 and change nothing."""
     ignore = (".git", "__pycache__", "tmp")  # .dvc/tmp: the libraries' homes, not outputs
-    for attempt in range(3):
-        project = shutil.copytree(small_project, tmp_path / f"project{attempt}", symlinks=True)
-        set_params(project, params)
-        before = snapshot(project, ignore)
-        is_written = written(project, pattern)
+
+    def files(project: Path) -> dict[Path, tuple[int, int]]:  # a temporary may move meanwhile
+        return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in project.glob(pattern) if p.exists()}
+
+    def attempt(project: Path) -> tuple[bool, subprocess.Popen, str]:
+        existing = files(project)
         child = subprocess.Popen([sys.executable, "-m", f"stages.{stage}"], cwd=project, text=True,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            # An event, not a time: TensorFlow's import alone takes 5 s on an idle machine. Frozen,
-            # then looked at: on a busy machine the poll may come after the stage's end.
-            assert wait_for(is_written, timeout=120, interval=0.01), f"{stage} never wrote {pattern}"
-            child.send_signal(signal.SIGSTOP)
-            if temporaries(project):  # still running: its outputs are not in place yet
-                child.send_signal(signum)
-                child.send_signal(signal.SIGCONT)
-                _, err = child.communicate(timeout=120)
-                break
-        finally:
-            child.kill()
-            child.wait()
-    else:
-        pytest.fail(f"{stage} was never caught between its outputs in 3 attempts")
+        written = lambda: any(n and existing.get(p) != (t, n) for p, (t, n) in files(project).items())  # noqa: E731
+        # Still running while its outputs wait, as temporaries, to be moved into place together.
+        caught = interrupted(child, written, lambda: temporaries(project), signum)
+        return caught, child, child.communicate(timeout=120)[1]
+
+    for number in range(3):
+        project = shutil.copytree(small_project, tmp_path / f"project{number}", symlinks=True)
+        set_params(project, params)
+        before = snapshot(project, ignore)
+        caught, child, err = attempt(project)
+        if caught:
+            break
+    assert caught, f"{stage} was never caught between its outputs in 3 attempts"
     changed = sorted(set(snapshot(project, ignore).items()) ^ set(before.items()))
     assert changed == [], f"{stage} was stopped, yet it changed {changed}"
     assert temporaries(project) == []
