@@ -28,9 +28,7 @@ from scripts.toolkit import (
 )
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "control: a happy path or control of the fault suite, not counted "
-                                       "as a fault case (tests/reliability/count_cases.py)")
+def pytest_configure() -> None:
     # The tests press Ctrl-C (send SIGINT) on the processes they start, as a terminal does. A shell
     # that starts the suite in the background (`make test &`) passes SIGINT on ignored, and an
     # ignored signal stays ignored across exec: give the children the terminal's default back.
