@@ -7,8 +7,7 @@ from stages.sgd_cv import cross_validate_sgd
 
 
 def test_sgd_cross_validation_reports_each_fold(small, capsys):
-    x, y = small
-    result = cross_validate_sgd(x, y, "log_loss", max_iter=5, folds=3, seed=42)
+    result = cross_validate_sgd(*small, "log_loss", max_iter=5, folds=3, seed=42)
     assert set(result) == {"mean", "std", "folds"} and len(result["folds"]) == 3
     assert result["mean"] == pytest.approx(np.mean(result["folds"]))
     assert result["std"] == pytest.approx(np.std(result["folds"]))
@@ -17,31 +16,25 @@ def test_sgd_cross_validation_reports_each_fold(small, capsys):
     assert capsys.readouterr().out == (
         "note: SGD stopped at max_iter=5 before converging in 3 of 3 folds (ConvergenceWarning)\n")
     # Folds fitted in parallel threads: the same numbers on every run.
-    assert cross_validate_sgd(x, y, "log_loss", max_iter=5, folds=3, seed=42) == result
+    assert cross_validate_sgd(*small, "log_loss", max_iter=5, folds=3, seed=42) == result
 
 
-def test_default_network_is_one_softmax_layer(model_params):
+@pytest.mark.parametrize(("changes", "layers", "units", "optimizer", "parameters"), [
+    # The default: one softmax layer, a multinomial logistic regression.
+    ({}, ["Dense"], [10], "RMSprop", 784 * 10 + 10),
+    ({"hidden": [100, 50], "dropout": 0.2, "optimizer": "adam", "learning_rate": 0.01},
+     ["Dense", "Dropout", "Dense", "Dropout", "Dense"], [100, 50, 10], "Adam",
+     (784 * 100 + 100) + (100 * 50 + 50) + (50 * 10 + 10)),
+])
+def test_the_network_params_build(changes, layers, units, optimizer, parameters, model_params):
     from stages.keras_model import import_keras
     from stages.train import build_model
 
     keras = import_keras(42)
-    net = build_model(keras, model_params())
-    dense = [layer for layer in net.layers if isinstance(layer, keras.layers.Dense)]
-    assert len(net.layers) == 1 and len(dense) == 1
-    assert dense[0].units == 10 and dense[0].activation.__name__ == "softmax"
-    assert net.count_params() == 784 * 10 + 10  # a multinomial logistic regression
-    assert isinstance(net.optimizer, keras.optimizers.RMSprop)
-    assert net.loss == "sparse_categorical_crossentropy"
-
-
-def test_hidden_layers_dropout_and_optimizer(model_params):
-    from stages.keras_model import import_keras
-    from stages.train import build_model
-
-    keras = import_keras(42)
-    net = build_model(keras, model_params(hidden=[100, 50], dropout=0.2, optimizer="adam",
-                                          learning_rate=0.01))
-    assert [type(layer).__name__ for layer in net.layers] == ["Dense", "Dropout", "Dense", "Dropout", "Dense"]
-    assert [layer.units for layer in net.layers if hasattr(layer, "units")] == [100, 50, 10]
-    assert isinstance(net.optimizer, keras.optimizers.Adam)
-    assert float(net.optimizer.learning_rate) == pytest.approx(0.01)
+    net = build_model(keras, model_params(**changes))
+    assert [type(layer).__name__ for layer in net.layers] == layers
+    assert [layer.units for layer in net.layers if hasattr(layer, "units")] == units
+    assert net.layers[-1].activation.__name__ == "softmax" and net.loss == "sparse_categorical_crossentropy"
+    assert isinstance(net.optimizer, getattr(keras.optimizers, optimizer))
+    assert float(net.optimizer.learning_rate) == pytest.approx(changes.get("learning_rate", 0.001))
+    assert net.count_params() == parameters

@@ -1,9 +1,5 @@
-"""End to end: the pipeline on a small sample, then an experiment; what a user reads of the results.
-
-Both runs are shared session fixtures (tests/conftest.py): `reference_run`, one uninterrupted
-`dvc repro` from scratch, and `queued_experiments`, the reference with experiments at other
-epochs, one applied and committed.
-"""
+"""End to end: the pipeline on a small sample (the shared `reference_run`, one uninterrupted `dvc repro`
+from scratch, tests/conftest.py); what a user reads of the results. Experiments: test_experiments.py."""
 
 import csv
 import json
@@ -11,9 +7,8 @@ from collections import Counter
 
 import numpy as np
 import pytest
-import yaml
 
-from scripts.toolkit import APPLIED_EPOCHS, SMALL, SMALL_RUN_PARAMS, STAGES, SUMMARY_KEYS, dvc, ran_stages
+from scripts.toolkit import SMALL, SMALL_RUN_PARAMS, STAGES, SUMMARY_KEYS, dvc, ran_stages
 from stages.data import CLASS_NAMES
 
 
@@ -104,20 +99,3 @@ def test_the_test_accuracies_recomputed_from_the_confusion_rows_and_from_the_wei
     predicted = np.argmax(x @ weights + bias, axis=1)
     assert abs(np.mean(predicted == y) - evaluation["accuracy"]) < 1e-6
     assert [CLASS_NAMES[label] for label in predicted] == [r["predicted"] for r in rows]
-
-
-def test_an_experiment_reruns_only_what_changed(queued_experiments):
-    project = queued_experiments.project
-    run = queued_experiments.runs[APPLIED_EPOCHS]
-    assert set(ran_stages(run["log"])) == {"train", "evaluate", "summary"}, run["log"]
-    # Applied: its params and results are the workspace's.
-    assert yaml.safe_load((project / "params.yaml").read_text())["epochs"] == APPLIED_EPOCHS
-    assert len((project / "plots/train_history.csv").read_text().splitlines()) == 1 + APPLIED_EPOCHS
-    assert read(project, "metrics/summary.json") == run["metrics"]
-
-    diff = json.loads(dvc(project, "metrics", "diff", "base", "--json").stdout)
-    assert set(diff) == {"metrics/summary.json"}
-    assert {key for key in diff["metrics/summary.json"] if key.startswith("sgd")} == set()  # SGD unchanged
-    change = diff["metrics/summary.json"]["keras_val_loss"]
-    assert change["new"] == run["metrics"]["keras_val_loss"] != change["old"]
-    assert "epochs" in dvc(project, "params", "diff", "base").stdout
