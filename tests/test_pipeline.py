@@ -1,14 +1,18 @@
-"""End to end: the pipeline on a small sample (the shared `reference_run`, one uninterrupted `dvc repro`
-from scratch, tests/conftest.py); what a user reads of the results. Experiments: test_experiments.py."""
+"""End to end on the shared runs (tests/conftest.py): `reference_run`, one `dvc repro` from scratch of a
+small sample, and `queued_experiments`, experiments of it queued and run two at a time, one applied;
+what a user reads of the results, and the way back from a failed experiment."""
 
 import csv
+import io
 import json
+import shutil
 from collections import Counter
 
 import numpy as np
 import pytest
+import yaml
 
-from scripts.toolkit import SMALL, SMALL_RUN_PARAMS, STAGES, SUMMARY_KEYS, dvc, ran_stages
+from scripts.toolkit import APPLIED_EPOCHS, EXPERIMENT_EPOCHS, STAGES, SUMMARY_KEYS, dvc, git, ran_stages
 from stages.data import CLASS_NAMES
 
 
@@ -18,6 +22,7 @@ def read(project, path):
 
 def test_repro_writes_every_report_plot_and_the_summary(reference_run, tmp_path):
     project = reference_run.project
+    params = yaml.safe_load((project / "params.yaml").read_text())
     assert ran_stages(reference_run.result.stdout) == list(STAGES)
     log = reference_run.result.stdout + reference_run.result.stderr
     assert "Traceback" not in log and "Warning:" not in log, log  # no Python warning reaches the log
@@ -25,35 +30,28 @@ def test_repro_writes_every_report_plot_and_the_summary(reference_run, tmp_path)
     assert list(reference_run.home.iterdir()) == [] and list(reference_run.tmpdir.iterdir()) == []
     assert (project / ".dvc/tmp/stage-home/keras/keras.json").is_file()
     assert list((project / ".dvc/tmp/stage-home/matplotlib").glob("fontlist-*.json"))
-
     data = read(project, "metrics/data.json")
-    assert data["train"]["samples"] == SMALL and data["test"]["samples"] == SMALL
+    assert data["train"]["samples"] == data["test"]["samples"] == params["max_samples"]
     assert (data["train"]["height"], data["train"]["width"]) == (28, 28)
-    assert list(data["train"]["class_counts"]) == list(CLASS_NAMES)
-    assert sum(data["train"]["class_counts"].values()) == SMALL
-
+    counts = data["train"]["class_counts"]
+    assert list(counts) == list(CLASS_NAMES) and sum(counts.values()) == params["max_samples"]
     sgd = read(project, "metrics/sgd_cv.json")["accuracy"]
-    assert len(sgd["folds"]) == SMALL_RUN_PARAMS["sgd.folds"] and 0.6 < sgd["mean"] < 0.95
+    assert len(sgd["folds"]) == params["sgd"]["folds"] and 0.6 < sgd["mean"] < 0.95
     assert "time" not in json.dumps(sgd)  # timings vary run to run: printed, not in metrics
-
     train = read(project, "metrics/train.json")
     assert set(train) == {"train", "val"} and 0.6 < train["val"]["accuracy"] <= 1
     history = (project / "plots/train_history.csv").read_text().splitlines()
     assert history[0] == "epoch,accuracy,loss,val_accuracy,val_loss"
     assert [row.split(",")[0] for row in history[1:]] == ["0", "1"]  # Keras counts from 0
-
     evaluation = read(project, "metrics/evaluate.json")
     for part in ("val", "test"):
         assert set(evaluation[part]) == {"loss", "accuracy", "per_class_accuracy"}
         assert list(evaluation[part]["per_class_accuracy"]) == list(CLASS_NAMES)
     # evaluate recomputes what training reported for the same validation set.
     assert abs(evaluation["val"]["accuracy"] - train["val"]["accuracy"]) < 1e-6
-    confusion = (project / "plots/confusion.csv").read_text().splitlines()
-    assert confusion[0] == "actual,predicted" and len(confusion) == 1 + SMALL
-    per_class = list(csv.DictReader((project / "plots/per_class_accuracy.csv").open()))
-    assert [row["class"] for row in per_class] == list(CLASS_NAMES)
-    accuracies = [float(row["accuracy"]) for row in per_class]
-    assert accuracies == list(evaluation["test"]["per_class_accuracy"].values())
+    per_class = csv.DictReader((project / "plots/per_class_accuracy.csv").open())
+    assert [(row["class"], float(row["accuracy"])) for row in per_class] == list(
+        evaluation["test"]["per_class_accuracy"].items())
 
     # The one metrics file: the study's figures, the three accuracies it compares first.
     summary = read(project, "metrics/summary.json")
@@ -68,7 +66,6 @@ def test_repro_writes_every_report_plot_and_the_summary(reference_run, tmp_path)
     assert list(shown[""]["data"]) == ["metrics/summary.json"]
     for image in ("first_images.png", "misclassified.png"):
         assert (project / "plots" / image).read_bytes().startswith(b"\x89PNG")
-
     plots = json.loads(dvc(project, "plots", "show", "--json", "--out", str(tmp_path)).stdout)["data"]
     for title in ("Loss per epoch", "Accuracy per epoch"):
         (plot,) = plots[title]
@@ -77,25 +74,76 @@ def test_repro_writes_every_report_plot_and_the_summary(reference_run, tmp_path)
         assert sorted({int(row["epoch"]) for row in plot["content"]["data"]["values"]}) == [0, 1]
     assert {"Test accuracy per class", "Test confusion matrix"} <= set(plots)
 
-
-def test_the_test_accuracies_recomputed_from_the_confusion_rows_and_from_the_weights(reference):
-    import keras
-
-    evaluation = json.loads((reference / "metrics/evaluate.json").read_text())["test"]
-    rows = list(csv.DictReader((reference / "plots/confusion.csv").open()))
-    # From plots/confusion.csv, one (actual, predicted) row per test image: counted here.
-    assert abs(sum(r["actual"] == r["predicted"] for r in rows) / len(rows) - evaluation["accuracy"]) < 1e-6
+    # The test accuracies recomputed: counted from plots/confusion.csv, one (actual, predicted) row per
+    # test image, and from the weights (one softmax layer predicts argmax(x @ W + b)) in NumPy.
+    rows = list(csv.DictReader((project / "plots/confusion.csv").open()))
+    assert list(rows[0]) == ["actual", "predicted"] and len(rows) == params["max_samples"]
+    test = evaluation["test"]
+    assert abs(sum(r["actual"] == r["predicted"] for r in rows) / len(rows) - test["accuracy"]) < 1e-6
     totals = Counter(r["actual"] for r in rows)
     correct = Counter(r["actual"] for r in rows if r["actual"] == r["predicted"])
-    assert evaluation["per_class_accuracy"] == pytest.approx(
+    assert test["per_class_accuracy"] == pytest.approx(
         {name: correct[name] / totals[name] for name in CLASS_NAMES}, abs=1e-6)  # written to 6 decimals
+    import keras
 
-    # The default model is one softmax layer: its prediction is argmax(x @ W + b), in NumPy.
-    model = keras.models.load_model(reference / "data/model.keras", safe_mode=True)
+    model = keras.models.load_model(project / "data/model.keras", safe_mode=True)
     assert len(model.layers) == 1
     weights, bias = model.layers[-1].get_weights()
-    x = np.load(reference / "data/prepared/x_test.npy")
-    y = np.load(reference / "data/prepared/y_test.npy")
-    predicted = np.argmax(x @ weights + bias, axis=1)
-    assert abs(np.mean(predicted == y) - evaluation["accuracy"]) < 1e-6
+    predicted = np.argmax(np.load(project / "data/prepared/x_test.npy") @ weights + bias, axis=1)
+    assert abs(np.mean(predicted == np.load(project / "data/prepared/y_test.npy")) - test["accuracy"]) < 1e-6
     assert [CLASS_NAMES[label] for label in predicted] == [r["predicted"] for r in rows]
+
+
+def test_queued_experiments_run_in_parallel_without_interfering(queued_experiments):
+    """Each ran in its own copy (.dvc/tmp/exps) with the stages' Keras and Matplotlib files in it, and
+    training is deterministic: two runs interfering would show as histories that disagree."""
+    queue = queued_experiments
+    assert queue.queued.count("Queued experiment") == len(EXPERIMENT_EPOCHS), queue.queued
+    assert queue.two_at_once  # two workers, each running one experiment in its own copy
+    runs = queue.runs
+    assert sorted(runs) == list(EXPERIMENT_EPOCHS)
+    base = queue.histories["base"]
+    assert len(base) == yaml.safe_load(git(queue.project, "show", "base:params.yaml"))["epochs"]
+    longest = queue.histories[max(EXPERIMENT_EPOCHS)]
+    for epochs, run in runs.items():
+        assert run["state"] == "success"
+        assert 0.6 < run["metrics"]["keras_test_accuracy"] <= 1
+        # Each trained for its own epochs, as it would have alone: the histories agree where they overlap.
+        history = queue.histories[epochs]
+        shared = min(epochs, len(base))
+        assert len(history) == epochs
+        assert history == longest[:epochs] and history[:shared] == base[:shared]
+    assert len({run["metrics"]["sgd_cv_accuracy"] for run in runs.values()}) == 1  # the same SGD result
+    assert len({run["metrics"]["keras_val_loss"] for run in runs.values()}) == len(EXPERIMENT_EPOCHS)
+    # Nothing written outside the workspaces: no ~/.keras, no Matplotlib cache or config, no $TMPDIR file.
+    assert [path for folder in (queue.home, queue.tmpdir) for path in folder.rglob("*")] == []
+    # The one applied reran only what depends on `epochs` (the data came from the cache, SGD was not
+    # redone); its results are the workspace's (test_report.py reads its params and metrics diffs).
+    applied = runs[APPLIED_EPOCHS]
+    assert ran_stages(applied["log"]) == ["train", "evaluate", "summary"], applied["log"]
+    assert len((queue.project / "plots/train_history.csv").read_text().splitlines()) == 1 + APPLIED_EPOCHS
+    assert read(queue.project, "metrics/summary.json") == applied["metrics"]
+    # `dvc exp show`: its fixed columns, then the metrics (summary.json's keys, the study's question
+    # first, each figure once), then the params.
+    header = next(csv.reader(io.StringIO(dvc(queue.project, "exp", "show", "--csv", "--all-commits").stdout)))
+    fixed = [name for name in header if name in ("Experiment", "rev", "typ", "Created", "parent", "State",
+                                                 "Executor")]
+    assert header[: len(fixed)] == fixed and header[len(fixed):header.index("seed")] == SUMMARY_KEYS
+
+
+def test_a_failed_experiment_is_undone_by_exp_apply_head(reference, tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(reference, project, symlinks=True)  # its results committed, its cache full
+    failed = dvc(project, "exp", "run", "-S", "split.test_size=0", check=False)
+    assert failed.returncode != 0
+    assert "split.test_size = 0 is not allowed" in failed.stderr + failed.stdout
+    # What DVC leaves behind: the changed params and the failed stage's outputs removed.
+    assert git(project, "status", "--porcelain").split() == ["M", "params.yaml"]
+    assert not (project / "data/split").exists()
+    dvc(project, "exp", "apply", "HEAD")  # the way back (with an empty cache: tests/team)
+    assert git(project, "status", "--porcelain") == ""
+    assert "up to date" in dvc(project, "status").stdout
+    # Trying a value with --temp leaves the workspace as it was, failed or not.
+    assert dvc(project, "exp", "run", "--temp", "-S", "split.test_size=0", check=False).returncode != 0
+    assert git(project, "status", "--porcelain") == ""
+    assert "up to date" in dvc(project, "status").stdout

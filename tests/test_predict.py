@@ -27,13 +27,12 @@ def evaluated(reference, tmp_path_factory):
     os.environ.setdefault("KERAS_HOME", str(tmp_path_factory.mktemp("keras-home")))
     import keras
 
-    model = reference / "data/model.keras"
-    test_images = gzip.decompress((DATASET / "t10k-images-idx3-ubyte.gz").read_bytes())
-    x = np.load(reference / "data/prepared/x_test.npy")[:N]
+    model, x = reference / "data/model.keras", np.load(reference / "data/prepared/x_test.npy")[:N]
+    images = predict.parse_idx(gzip.decompress((DATASET / "t10k-images-idx3-ubyte.gz").read_bytes()),
+                               predict.IMAGES_MAGIC)[:N]
     with open(reference / "plots/confusion.csv", newline="") as file:
         classes = [row["predicted"] for row in csv.DictReader(file)][:N]
-    return (model, predict.parse_idx(test_images, predict.IMAGES_MAGIC)[:N], x,
-            keras.models.load_model(model).predict(x, batch_size=1024, verbose=0), classes)
+    return model, images, x, keras.models.load_model(model).predict(x, verbose=0), classes
 
 
 def cli(capsys, *args: object) -> tuple[int, list[str], list[str]]:
@@ -58,89 +57,74 @@ def parse(line: str) -> tuple[str, list[tuple[str, float]]]:
     return label, [(name, float(percent.rstrip("%")) / 100) for name, percent in pairs]
 
 
-def test_pngs_give_the_prepared_rows_and_evaluates_classes(evaluated, tmp_path, capsys):
+def test_images_and_batches_give_the_prepared_rows_and_evaluates_classes(evaluated, tmp_path, capsys):
     model, images, x, probabilities, classes = evaluated
     pngs = [tmp_path / f"test-{i}.png" for i in range(N)]  # 28x28 8-bit grayscale
-    for i, path in enumerate(pngs):
-        Image.fromarray(images[i]).save(path)
+    for path, image in zip(pngs, images, strict=True):
+        Image.fromarray(image).save(path)
+    # Batches, told apart by their content (the names say nothing): .npy of 0-255 or [0, 1], IDX, IDX.gz.
+    batches = [tmp_path / name for name in ("uint8.npy", "float.npy", "batch", "batch.bin")]
+    np.save(batches[0], images)
+    np.save(batches[1], x)
+    idx_header = b"".join(int(n).to_bytes(4, "big") for n in (2051, *images.shape))  # magic, n, 28, 28
+    batches[2].write_bytes(idx_header + images.tobytes())
+    batches[3].write_bytes(gzip.compress(batches[2].read_bytes()))
+    inputs = {path: ([str(path)], x[i:i + 1]) for i, path in enumerate(pngs)}
+    inputs.update({path: ([f"{path}[{i}]" for i in range(N)], x) for path in batches})
+    for path, (expected_labels, expected_rows) in inputs.items():
         labels, rows, inverted = predict.read_inputs(path)
-        assert labels == [str(path)] and not inverted
-        np.testing.assert_array_equal(rows, x[i:i + 1])
-    code, out, err = cli(capsys, "--model", model, *pngs)
+        assert labels == expected_labels and not inverted
+        np.testing.assert_array_equal(rows, expected_rows)
+    code, out, err = cli(capsys, "--model", model, *pngs, *batches)
     assert (code, err) == (0, [])
-    assert [parse(line)[0] for line in out] == list(map(str, pngs))
-    assert [parse(line)[1][0][0] for line in out] == classes
-    for line, p in zip(out, probabilities, strict=True):
+    assert [parse(line)[0] for line in out[:N]] == list(map(str, pngs))
+    assert [parse(line)[1][0][0] for line in out] == classes * 5
+    for line, p in zip(out, probabilities, strict=False):
         assert parse(line)[1][0][1] == pytest.approx(p.max(), abs=0.0005 + 1e-6)  # printed as 97.3%
     # --top K: the K most probable classes, in order.
     code, out, _ = cli(capsys, "--model", model, "--top", 3, pngs[0])
-    assert code == 0
     top = [predict.CLASS_NAMES[c] for c in np.argsort(-probabilities[0])[:3]]
-    assert [name for name, _ in parse(out[0])[1]] == top
+    assert (code, [name for name, _ in parse(out[0])[1]]) == (0, top)
 
 
 def test_a_dark_on_light_photo_of_any_size_is_inverted_and_says_so(evaluated, tmp_path, capsys):
     model, images, x, _, classes = evaluated
-    exact = tmp_path / "negative.png"  # the inversion of an 8-bit image is exact
-    Image.fromarray(255 - images[0]).save(exact)
+    exact, jpeg, wide = tmp_path / "negative.png", tmp_path / "photo.jpg", tmp_path / "wide.png"
+    Image.fromarray(255 - images[0]).save(exact)  # the inversion of an 8-bit image is exact
     _, rows, inverted = predict.read_inputs(exact)
     assert inverted
     np.testing.assert_array_equal(rows, x[:1])
     # A colour JPEG, 4 times larger: resized and compressed, it stays close to the original.
-    jpeg = tmp_path / "photo.jpg"
     Image.fromarray(np.kron(255 - images[0], np.ones((4, 4), np.uint8))).convert("RGB").save(jpeg, quality=95)
     _, rows, inverted = predict.read_inputs(jpeg)
     assert inverted and rows.shape == (1, 784) and np.abs(rows - x[:1]).mean() < 0.02
     # A wide image is fitted into 28x28 and padded with black above and below.
-    wide = tmp_path / "wide.png"
     Image.fromarray(np.hstack([images[0], images[0]])).save(wide)
     _, rows, inverted = predict.read_inputs(wide)
     fitted = rows.reshape(28, 28)
     assert not inverted and fitted[:7].max() == 0 and fitted[21:].max() == 0 and fitted[7:21].max() > 0.5
     code, out, _ = cli(capsys, "--model", model, exact, jpeg)
-    assert code == 0
+    assert code == 0 and parse(out[0])[1][0][0] == classes[0]
     assert [parse(line)[0] for line in out] == [f"{exact} (inverted: dark on light)",
                                                 f"{jpeg} (inverted: dark on light)"]
-    assert parse(out[0])[1][0][0] == classes[0]
-
-
-def test_npy_and_idx_batches_are_told_apart_by_content(evaluated, tmp_path, capsys):
-    model, images, x, _, classes = evaluated
-    idx = b"".join(int(n).to_bytes(4, "big") for n in (2051, *images.shape)) + images.tobytes()
-    np.save(tmp_path / "uint8.npy", images)  # n x 28 x 28, 0-255
-    np.save(tmp_path / "float.npy", x)  # n x 784 in [0, 1]
-    (tmp_path / "batch").write_bytes(idx)
-    (tmp_path / "batch.bin").write_bytes(gzip.compress(idx))  # the names say nothing
-    paths = [tmp_path / name for name in ("uint8.npy", "float.npy", "batch", "batch.bin")]
-    for path in paths:
-        labels, rows, inverted = predict.read_inputs(path)
-        assert labels == [f"{path}[{i}]" for i in range(N)] and not inverted
-        np.testing.assert_array_equal(rows, x)
-    code, out, _ = cli(capsys, "--model", model, *paths)
-    assert code == 0
-    assert [parse(line)[1][0][0] for line in out] == classes * 4
 
 
 # (a file in tmp_path, its content, the error line): a .keras file is the --model, the rest are inputs.
-BAD_FILES = [
+# A text file as an image: test_the_command_exits_1_with_one_line.
+@pytest.mark.parametrize(("name", "content", "message"), [
     ("missing.png", None, "{path}: no such file"),
-    ("notes.png", b"not a picture\n", "{path}: not an image Pillow can read, nor a .npy or IDX batch"),
     ("shape.npy", np.zeros((3, 27, 27), np.uint8),
      "{path}: an array of shape (3, 27, 27); expected n x 784 or n x 28 x 28, n > 0"),
     ("empty.npy", np.zeros((0, 784), np.uint8),
      "{path}: an array of shape (0, 784); expected n x 784 or n x 28 x 28, n > 0"),
     ("range.npy", np.full((2, 784), 255.0), "{path}: float64 values must be uint8 0-255 or floats in [0, 1]"),
-    ("labels-idx1-ubyte", b"\x00\x00\x08\x01\x00\x00\x00\x01\x07",
-     "{path}: magic number 2049, expected 2051"),
+    ("labels-idx1", b"\x00\x00\x08\x01\x00\x00\x00\x01\x07", "{path}: magic number 2049, expected 2051"),
     ("missing.keras", None, "{path}: no such model file (`dvc pull data/model.keras` fetches the pipeline's; "
                             "docs/registry.md says how to get a released version)"),
     ("text.keras", b"not a model\n", "{path}: not a .keras model file (the zip archive `model.save` writes)"),
     ("foreign.keras", ("weights.txt", "1 2 3"),  # a zip archive, not Keras's
      "cannot load model {path}: \"There is no item named 'config.json' in the archive\""),
-]
-
-
-@pytest.mark.parametrize(("name", "content", "message"), BAD_FILES)
+])
 def test_a_bad_input_or_model_is_one_line_and_exit_1(name, content, message, evaluated, tmp_path, capsys):
     path = tmp_path / name
     if isinstance(content, bytes):
@@ -150,10 +134,8 @@ def test_a_bad_input_or_model_is_one_line_and_exit_1(name, content, message, eva
             archive.writestr(*content)
     elif content is not None:
         np.save(path, content)
-    model, image = evaluated[0], path
-    if name.endswith(".keras"):
-        model, image = path, tmp_path / "good.npy"
-        np.save(image, evaluated[2])
+    np.save(tmp_path / "good.npy", evaluated[2])  # the input when the model is the bad file
+    model, image = (path, tmp_path / "good.npy") if name.endswith(".keras") else (evaluated[0], path)
     assert cli(capsys, "--model", model, image) == (1, [], ["error: " + message.format(path=path)])
 
 
