@@ -135,15 +135,12 @@ def test_a_failed_experiment_is_undone_by_exp_apply_head(reference, tmp_path):
     project = tmp_path / "project"
     shutil.copytree(reference, project, symlinks=True)  # its results committed, its cache full
     failed = dvc(project, "exp", "run", "-S", "split.test_size=0", check=False)
-    assert failed.returncode != 0
-    assert "split.test_size = 0 is not allowed" in failed.stderr + failed.stdout
+    assert failed.returncode != 0 and "split.test_size = 0 is not allowed" in failed.stderr + failed.stdout
     # What DVC leaves behind: the changed params and the failed stage's outputs removed.
     assert git(project, "status", "--porcelain").split() == ["M", "params.yaml"]
     assert not (project / "data/split").exists()
     dvc(project, "exp", "apply", "HEAD")  # the way back (with an empty cache: tests/team)
-    assert git(project, "status", "--porcelain") == ""
-    assert "up to date" in dvc(project, "status").stdout
+    assert git(project, "status", "--porcelain") == "" and "up to date" in dvc(project, "status").stdout
     # Trying a value with --temp leaves the workspace as it was, failed or not.
     assert dvc(project, "exp", "run", "--temp", "-S", "split.test_size=0", check=False).returncode != 0
-    assert git(project, "status", "--porcelain") == ""
-    assert "up to date" in dvc(project, "status").stdout
+    assert git(project, "status", "--porcelain") == "" and "up to date" in dvc(project, "status").stdout

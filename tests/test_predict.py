@@ -5,8 +5,6 @@ import csv
 import gzip
 import os
 import signal
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
@@ -14,7 +12,7 @@ import pytest
 from PIL import Image
 
 import predict
-from scripts.toolkit import DATASET, REPO
+from scripts.toolkit import DATASET, REPO, run
 
 N = 10  # test images
 
@@ -69,44 +67,35 @@ def test_images_and_batches_give_the_prepared_rows_and_evaluates_classes(evaluat
     idx_header = b"".join(int(n).to_bytes(4, "big") for n in (2051, *images.shape))  # magic, n, 28, 28
     batches[2].write_bytes(idx_header + images.tobytes())
     batches[3].write_bytes(gzip.compress(batches[2].read_bytes()))
-    inputs = {path: ([str(path)], x[i:i + 1]) for i, path in enumerate(pngs)}
-    inputs.update({path: ([f"{path}[{i}]" for i in range(N)], x) for path in batches})
-    for path, (expected_labels, expected_rows) in inputs.items():
-        labels, rows, inverted = predict.read_inputs(path)
-        assert labels == expected_labels and not inverted
-        np.testing.assert_array_equal(rows, expected_rows)
-    code, out, err = cli(capsys, "--model", model, *pngs, *batches)
-    assert (code, err) == (0, [])
-    assert [parse(line)[0] for line in out[:N]] == list(map(str, pngs))
-    assert [parse(line)[1][0][0] for line in out] == classes * 5
-    for line, p in zip(out, probabilities, strict=False):
-        assert parse(line)[1][0][1] == pytest.approx(p.max(), abs=0.0005 + 1e-6)  # printed as 97.3%
-    # --top K: the K most probable classes, in order.
-    code, out, _ = cli(capsys, "--model", model, "--top", 3, pngs[0])
-    top = [predict.CLASS_NAMES[c] for c in np.argsort(-probabilities[0])[:3]]
-    assert (code, [name for name, _ in parse(out[0])[1]]) == (0, top)
-
-
-def test_a_dark_on_light_photo_of_any_size_is_inverted_and_says_so(evaluated, tmp_path, capsys):
-    model, images, x, _, classes = evaluated
-    exact, jpeg, wide = tmp_path / "negative.png", tmp_path / "photo.jpg", tmp_path / "wide.png"
-    Image.fromarray(255 - images[0]).save(exact)  # the inversion of an 8-bit image is exact
-    _, rows, inverted = predict.read_inputs(exact)
-    assert inverted
-    np.testing.assert_array_equal(rows, x[:1])
-    # A colour JPEG, 4 times larger: resized and compressed, it stays close to the original.
+    # Dark on light, of any size: inverted, and the output says so. The inversion of an 8-bit image is
+    # exact; a colour JPEG 4 times larger, resized and compressed, stays close to the original.
+    negative, jpeg, wide = tmp_path / "negative.png", tmp_path / "photo.jpg", tmp_path / "wide.png"
+    Image.fromarray(255 - images[0]).save(negative)
     Image.fromarray(np.kron(255 - images[0], np.ones((4, 4), np.uint8))).convert("RGB").save(jpeg, quality=95)
+    Image.fromarray(np.hstack([images[0], images[0]])).save(wide)  # fitted into 28x28, black above and below
+    inputs = {path: ([str(path)], x[i:i + 1], False) for i, path in enumerate(pngs)}
+    inputs.update({path: ([f"{path}[{i}]" for i in range(N)], x, False) for path in batches})
+    inputs[negative] = ([str(negative)], x[:1], True)
+    for path, (expected_labels, expected_rows, expected_inverted) in inputs.items():
+        labels, rows, inverted = predict.read_inputs(path)
+        assert (labels, inverted) == (expected_labels, expected_inverted)
+        np.testing.assert_array_equal(rows, expected_rows)
     _, rows, inverted = predict.read_inputs(jpeg)
     assert inverted and rows.shape == (1, 784) and np.abs(rows - x[:1]).mean() < 0.02
-    # A wide image is fitted into 28x28 and padded with black above and below.
-    Image.fromarray(np.hstack([images[0], images[0]])).save(wide)
     _, rows, inverted = predict.read_inputs(wide)
     fitted = rows.reshape(28, 28)
     assert not inverted and fitted[:7].max() == 0 and fitted[21:].max() == 0 and fitted[7:21].max() > 0.5
-    code, out, _ = cli(capsys, "--model", model, exact, jpeg)
-    assert code == 0 and parse(out[0])[1][0][0] == classes[0]
-    assert [parse(line)[0] for line in out] == [f"{exact} (inverted: dark on light)",
-                                                f"{jpeg} (inverted: dark on light)"]
+
+    code, out, err = cli(capsys, "--model", model, *pngs, *batches, negative, jpeg)
+    assert (code, err) == (0, [])
+    assert [parse(line)[0] for line in out[:N] + out[-2:]] == [
+        *map(str, pngs), f"{negative} (inverted: dark on light)", f"{jpeg} (inverted: dark on light)"]
+    assert [parse(line)[1][0][0] for line in out[:-1]] == classes * 5 + classes[:1]
+    for line, p in zip(out, probabilities, strict=False):
+        assert parse(line)[1][0][1] == pytest.approx(p.max(), abs=0.0005 + 1e-6)  # printed as 97.3%
+    code, out, _ = cli(capsys, "--model", model, "--top", 3, pngs[0])
+    top = [predict.CLASS_NAMES[c] for c in np.argsort(-probabilities[0])[:3]]
+    assert (code, [name for name, _ in parse(out[0])[1]]) == (0, top)
 
 
 # (a file in tmp_path, its content, the error line): a .keras file is the --model, the rest are inputs.
@@ -143,7 +132,6 @@ def test_the_command_exits_1_with_one_line(tmp_path):
     """`python -m predict` as a user runs it: a non-image is one line on stderr, exit 1, no traceback."""
     notes = tmp_path / "notes.txt"
     notes.write_text("hello\n")
-    result = subprocess.run([sys.executable, "-m", "predict", str(notes)], cwd=REPO, capture_output=True,
-                            text=True, timeout=120, check=False)
+    result = run(REPO, "python", "-m", "predict", str(notes))
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == f"error: {notes}: not an image Pillow can read, nor a .npy or IDX batch\n"

@@ -1,10 +1,11 @@
 """scripts/pr_report.py: the pull-request report of params, metrics and plots against a base revision.
 Metrics at a stated precision (stages/data.py's `rounded`), far above float noise, below any real
-change: the same small pipeline trained on two kernel paths writes the same metrics, reports none."""
+change: the reference run trained again on another kernel path writes the same metrics, reports none."""
 
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import warnings
@@ -12,13 +13,15 @@ import warnings
 import pytest
 import yaml
 
-from scripts.toolkit import APPLIED_EPOCHS, REPO, add_raw_data, copy_project, dvc, git, run_stages_here
+from scripts.toolkit import APPLIED_EPOCHS, REPO, dvc, git
 from stages.data import ACCURACY_DECIMALS, LOSS_DIGITS, rounded, write_json
 
 
-def report(project, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "scripts/pr_report.py"), *args], cwd=project,
-                          capture_output=True, text=True, timeout=120, check=False)
+def report(project, *args: str, code: int = 0) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, str(REPO / "scripts/pr_report.py"), *args], cwd=project,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == code, result.stderr
+    return result
 
 
 def table(markdown: str, heading: str) -> list[list[str]]:
@@ -32,9 +35,7 @@ def test_report_shows_the_params_metrics_and_plots_that_changed(queued_experimen
     project = queued_experiments.project
     before = json.loads(git(project, "show", "base:metrics/summary.json"))
     after = json.loads((project / "metrics/summary.json").read_text())
-    result = report(project, "base", "--plots-dir", str(tmp_path / "plots"))
-    assert result.returncode == 0, result.stderr
-    markdown = result.stdout
+    markdown = report(project, "base", "--plots-dir", str(tmp_path / "plots")).stdout
     assert markdown.startswith("## DVC report: `base`")
     base_epochs = yaml.safe_load(git(project, "show", "base:params.yaml"))["epochs"]
     assert table(markdown, "### Params") == [["params.yaml", "epochs", str(base_epochs), str(APPLIED_EPOCHS)]]
@@ -64,19 +65,16 @@ def test_report_shows_the_params_metrics_and_plots_that_changed(queued_experimen
 
     # In CI the plots are published: the report links them instead of embedding images.
     url = "https://github.com/o/r/actions/runs/1"
-    result = report(project, "base", "--plots-dir", str(tmp_path / "ci"), "--plots-url", url)
-    assert result.returncode == 0, result.stderr
-    assert f"]({url})" in result.stdout and "![" not in result.stdout
+    linked = report(project, "base", "--plots-dir", str(tmp_path / "ci"), "--plots-url", url).stdout
+    assert f"]({url})" in linked and "![" not in linked
     # Against the same commit nothing changed.
-    result = report(project, "HEAD", "--plots-dir", str(tmp_path / "same"))
-    assert result.returncode == 0, result.stderr
-    assert "No params changed." in result.stdout and "No metric changed." in result.stdout
-    assert ": changed" not in result.stdout
+    same = report(project, "HEAD", "--plots-dir", str(tmp_path / "same")).stdout
+    assert "No params changed." in same and "No metric changed." in same and ": changed" not in same
 
 
 def test_an_unknown_base_is_one_line_of_error(queued_experiments):
-    result = report(queued_experiments.project, "no-such-branch")
-    assert result.returncode == 1 and result.stdout == ""
+    result = report(queued_experiments.project, "no-such-branch", code=1)
+    assert result.stdout == ""
     assert result.stderr.startswith("error: unknown revision 'no-such-branch'")
 
 
@@ -99,57 +97,42 @@ def test_one_sample_more_or_less_shows_float_noise_does_not():
     n = 60_000  # the largest set of the study
     for k in (1, 30_000, 59_999):
         assert rounded({"accuracy": k / n}) != rounded({"accuracy": (k + 1) / n})
-    # The two kernel paths' training losses measured here (below): equal once rounded.
-    assert rounded({"loss": 1.118208885192871}) == rounded({"loss": 1.1182087659835815})
     assert rounded({"loss": 0.42911723256111145}) == rounded({"loss": 0.42911714})  # issue 18's two CPUs
 
 
-METRICS = ("metrics/train.json", "metrics/evaluate.json", "metrics/summary.json")
-
-
 @pytest.fixture(scope="module")
-def kernel_paths(tmp_path_factory):
-    """(project, outputs by TF_ENABLE_ONEDNN_OPTS "1" (the commit `base`) and "0" (the workspace), stderr
-    of "0"): TensorFlow's documented switch takes another kernel path, as another CPU would, and the
-    losses differ in their last float bits (1.118208885 and 1.118208766 measured here)."""
-    project = copy_project(tmp_path_factory.mktemp("kernels") / "project",
-                           {"max_samples": 1000, "epochs": 2, "sgd.folds": 2})
-    run_stages_here(add_raw_data(project), "prepare", "split", "sgd_cv")  # no TensorFlow: in this process
-    # The three stages, each as `python -m` runs it, in one process: TensorFlow (which reads
-    # TF_ENABLE_ONEDNN_OPTS at import) is imported once per kernel path, not three times.
+def onednn_off(reference_run, tmp_path_factory):
+    """(project, stderr): a copy of the reference run, which TensorFlow ran on its oneDNN kernels, with
+    train, evaluate and summary run again without them (TF_ENABLE_ONEDNN_OPTS=0, TensorFlow's documented
+    switch): another kernel path, as another CPU would take; the losses differ in their last bits."""
+    assert "oneDNN custom operations are on" in reference_run.result.stderr
+    project = shutil.copytree(reference_run.project, tmp_path_factory.mktemp("kernels") / "project",
+                              symlinks=True)
+    # The three stages, each as `python -m` runs it, in one process: TensorFlow is imported once.
     stages = "; ".join(f"runpy.run_module('stages.{stage}', run_name='__main__')"
                        for stage in ("train", "evaluate", "summary"))
     env = {key: value for key, value in os.environ.items() if not key.startswith("TF_")}
-    outputs = {}
-    for onednn in ("1", "0"):
-        result = subprocess.run([sys.executable, "-c", f"import runpy; {stages}"], cwd=project,
-                                env={**env, "TF_ENABLE_ONEDNN_OPTS": onednn}, capture_output=True, text=True,
-                                timeout=600, check=False)
-        assert result.returncode == 0, result.stderr[-3000:]
-        outputs[onednn] = {path: (project / path).read_bytes()
-                           for path in ("data/model.keras", "plots/train_history.csv", *METRICS)}
-        if onednn == "1":
-            dvc(project, "commit", "--force", "--quiet")  # dvc.lock and the cache, as after `dvc repro`
-            git(project, "add", "-A")
-            git(project, "commit", "-qm", "results, oneDNN on")
-            git(project, "branch", "base")
-    return project, outputs, result.stderr
+    result = subprocess.run([sys.executable, "-c", f"import runpy; {stages}"], cwd=project,
+                            env={**env, "TF_ENABLE_ONEDNN_OPTS": "0"}, capture_output=True, text=True,
+                            timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "oneDNN custom operations are on" not in result.stderr
+    return project, result.stderr
 
 
 def test_another_kernel_path_writes_the_same_metrics_and_the_report_shows_no_change(
-        kernel_paths, tmp_path, record_property):
-    project, outputs, stderr = kernel_paths
-    for path in METRICS:
-        assert outputs["1"][path] == outputs["0"][path], path
-    assert json.loads(dvc(project, "metrics", "diff", "base", "--json").stdout) == {}
-    result = report(project, "base", "--plots-dir", str(tmp_path / "plots"))
-    assert result.returncode == 0, result.stderr
-    assert "No params changed." in result.stdout and "No metric changed." in result.stdout, result.stdout
-    summary = {row[1]: row[2:] for row in table(result.stdout, "### Metrics")}
+        onednn_off, reference, tmp_path, record_property):
+    project, stderr = onednn_off
+    for path in ("metrics/train.json", "metrics/evaluate.json", "metrics/summary.json"):
+        assert (project / path).read_bytes() == (reference / path).read_bytes(), path
+    assert json.loads(dvc(project, "metrics", "diff", "--json").stdout) == {}
+    markdown = report(project, "HEAD", "--plots-dir", str(tmp_path / "plots")).stdout
+    assert "No params changed." in markdown and "No metric changed." in markdown, markdown
+    summary = {row[1]: row[2:] for row in table(markdown, "### Metrics")}
     assert summary and all(old == new for old, new, _ in summary.values()), summary
     # The model and its history may differ in float noise: said, not failed on.
     differ = [path for path in ("data/model.keras", "plots/train_history.csv")
-              if outputs["1"][path] != outputs["0"][path]]
+              if (project / path).read_bytes() != (reference / path).read_bytes()]
     record_property("kernel_paths_differ_in", differ)
     if differ:
         warnings.warn(f"oneDNN on and off give different bytes of {differ}; the metrics are the same",
