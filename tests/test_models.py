@@ -1,5 +1,4 @@
-"""The two models of the study on a small slice of the real data, and the .keras file training writes
-(stages/keras_model.py): the same bytes for the same training, a file Keras loads safely."""
+"""The two models of the study on a small slice of the real data, and the .keras file training writes."""
 
 import zipfile
 
@@ -55,15 +54,14 @@ def test_two_models_trained_alike_save_to_identical_bytes_that_load_safely(small
     assert list(history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
     assert len(history["loss"]) == 2 and history["loss"][1] < history["loss"][0]
     assert history["val_accuracy"][-1] > 0.6  # it learns
-    paths = [tmp_path / "0.keras", tmp_path / "1.keras", tmp_path / "plain.keras"]
-    for (trained, _), path in zip(runs, paths, strict=False):
-        save_model(trained, path)
-    assert paths[0].read_bytes() == paths[1].read_bytes()
-    with zipfile.ZipFile(paths[0]) as archive:
+    for i, (trained, _) in enumerate(runs):
+        save_model(trained, tmp_path / f"{i}.keras")
+    assert (tmp_path / "0.keras").read_bytes() == (tmp_path / "1.keras").read_bytes()
+    with zipfile.ZipFile(tmp_path / "0.keras") as archive:
         assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
         assert "date_saved" not in archive.read("metadata.json").decode()
     # Loads, in safe mode, to the model Keras's own save gives: same config, same predictions.
-    net.save(paths[2])
-    loaded, plain = (keras.saving.load_model(path, safe_mode=True) for path in (paths[0], paths[2]))
+    net.save(tmp_path / "plain.keras")
+    loaded, plain = (keras.saving.load_model(tmp_path / f"{n}.keras", safe_mode=True) for n in ("0", "plain"))
     assert loaded.get_config() == plain.get_config()
     np.testing.assert_array_equal(loaded.predict(x[:100], verbose=0), net.predict(x[:100], verbose=0))

@@ -1,9 +1,7 @@
-"""End to end on the shared runs (tests/conftest.py): `reference_run`, one `dvc repro` from scratch of a
-small sample, and `queued_experiments`, experiments of it queued and run two at a time, one applied;
-what a user reads of the results, and the way back from a failed experiment."""
+"""End to end on the shared runs (tests/conftest.py), `reference_run` (one `dvc repro` from scratch) and
+`queued_experiments`: what a user reads of the results, and the way back from a failed experiment."""
 
 import csv
-import io
 import json
 import shutil
 from collections import Counter
@@ -16,10 +14,6 @@ from scripts.toolkit import APPLIED_EPOCHS, EXPERIMENT_EPOCHS, STAGES, SUMMARY_K
 from stages.data import CLASS_NAMES
 
 
-def read(project, path):
-    return json.loads((project / path).read_text())
-
-
 def test_repro_writes_every_report_plot_and_the_summary(reference_run, tmp_path):
     project = reference_run.project
     params = yaml.safe_load((project / "params.yaml").read_text())
@@ -30,20 +24,19 @@ def test_repro_writes_every_report_plot_and_the_summary(reference_run, tmp_path)
     assert list(reference_run.home.iterdir()) == [] and list(reference_run.tmpdir.iterdir()) == []
     assert (project / ".dvc/tmp/stage-home/keras/keras.json").is_file()
     assert list((project / ".dvc/tmp/stage-home/matplotlib").glob("fontlist-*.json"))
-    data = read(project, "metrics/data.json")
+    data = json.loads((project / "metrics/data.json").read_text())
     assert data["train"]["samples"] == data["test"]["samples"] == params["max_samples"]
     assert (data["train"]["height"], data["train"]["width"]) == (28, 28)
     counts = data["train"]["class_counts"]
     assert list(counts) == list(CLASS_NAMES) and sum(counts.values()) == params["max_samples"]
-    sgd = read(project, "metrics/sgd_cv.json")["accuracy"]
+    sgd = json.loads((project / "metrics/sgd_cv.json").read_text())["accuracy"]
     assert len(sgd["folds"]) == params["sgd"]["folds"] and 0.6 < sgd["mean"] < 0.95
     assert "time" not in json.dumps(sgd)  # timings vary run to run: printed, not in metrics
-    train = read(project, "metrics/train.json")
+    train = json.loads((project / "metrics/train.json").read_text())
     assert set(train) == {"train", "val"} and 0.6 < train["val"]["accuracy"] <= 1
     history = (project / "plots/train_history.csv").read_text().splitlines()
-    assert history[0] == "epoch,accuracy,loss,val_accuracy,val_loss"
-    assert [row.split(",")[0] for row in history[1:]] == ["0", "1"]  # Keras counts from 0
-    evaluation = read(project, "metrics/evaluate.json")
+    assert history[0] == "epoch,accuracy,loss,val_accuracy,val_loss" and len(history) == 1 + params["epochs"]
+    evaluation = json.loads((project / "metrics/evaluate.json").read_text())
     for part in ("val", "test"):
         assert set(evaluation[part]) == {"loss", "accuracy", "per_class_accuracy"}
         assert list(evaluation[part]["per_class_accuracy"]) == list(CLASS_NAMES)
@@ -54,7 +47,7 @@ def test_repro_writes_every_report_plot_and_the_summary(reference_run, tmp_path)
         evaluation["test"]["per_class_accuracy"].items())
 
     # The one metrics file: the study's figures, the three accuracies it compares first.
-    summary = read(project, "metrics/summary.json")
+    summary = json.loads((project / "metrics/summary.json").read_text())
     assert list(summary) == SUMMARY_KEYS
     assert summary == {
         "sgd_cv_accuracy": sgd["mean"], "keras_val_accuracy": evaluation["val"]["accuracy"],
@@ -71,7 +64,7 @@ def test_repro_writes_every_report_plot_and_the_summary(reference_run, tmp_path)
         (plot,) = plots[title]
         x = plot["content"]["encoding"]["x"]
         assert x["field"] == "epoch" and x["axis"]["tickMinStep"] == 1  # whole epochs, no 1.5
-        assert sorted({int(row["epoch"]) for row in plot["content"]["data"]["values"]}) == [0, 1]
+        assert sorted({int(row["epoch"]) for row in plot["content"]["data"]["values"]}) == [0, 1]  # from 0
     assert {"Test accuracy per class", "Test confusion matrix"} <= set(plots)
 
     # The test accuracies recomputed: counted from plots/confusion.csv, one (actual, predicted) row per
@@ -85,7 +78,6 @@ def test_repro_writes_every_report_plot_and_the_summary(reference_run, tmp_path)
     assert test["per_class_accuracy"] == pytest.approx(
         {name: correct[name] / totals[name] for name in CLASS_NAMES}, abs=1e-6)  # written to 6 decimals
     import keras
-
     model = keras.models.load_model(project / "data/model.keras", safe_mode=True)
     assert len(model.layers) == 1
     weights, bias = model.layers[-1].get_weights()
@@ -95,45 +87,41 @@ def test_repro_writes_every_report_plot_and_the_summary(reference_run, tmp_path)
 
 
 def test_queued_experiments_run_in_parallel_without_interfering(queued_experiments):
-    """Each ran in its own copy (.dvc/tmp/exps) with the stages' Keras and Matplotlib files in it, and
-    training is deterministic: two runs interfering would show as histories that disagree."""
+    """Each in its own copy (.dvc/tmp/exps): deterministic training, so interference shows in histories."""
     queue = queued_experiments
     assert queue.queued.count("Queued experiment") == len(EXPERIMENT_EPOCHS), queue.queued
     assert queue.two_at_once  # two workers, each running one experiment in its own copy
-    runs = queue.runs
-    assert sorted(runs) == list(EXPERIMENT_EPOCHS)
+    assert sorted(queue.runs) == list(EXPERIMENT_EPOCHS)
     base = queue.histories["base"]
     assert len(base) == yaml.safe_load(git(queue.project, "show", "base:params.yaml"))["epochs"]
     longest = queue.histories[max(EXPERIMENT_EPOCHS)]
-    for epochs, run in runs.items():
+    for epochs, run in queue.runs.items():
         assert run["state"] == "success"
         assert 0.6 < run["metrics"]["keras_test_accuracy"] <= 1
         # Each trained for its own epochs, as it would have alone: the histories agree where they overlap.
         history = queue.histories[epochs]
         shared = min(epochs, len(base))
-        assert len(history) == epochs
-        assert history == longest[:epochs] and history[:shared] == base[:shared]
-    assert len({run["metrics"]["sgd_cv_accuracy"] for run in runs.values()}) == 1  # the same SGD result
-    assert len({run["metrics"]["keras_val_loss"] for run in runs.values()}) == len(EXPERIMENT_EPOCHS)
+        assert len(history) == epochs and history == longest[:epochs] and history[:shared] == base[:shared]
+    assert len({run["metrics"]["sgd_cv_accuracy"] for run in queue.runs.values()}) == 1  # the same SGD result
+    assert len({run["metrics"]["keras_val_loss"] for run in queue.runs.values()}) == len(EXPERIMENT_EPOCHS)
     # Nothing written outside the workspaces: no ~/.keras, no Matplotlib cache or config, no $TMPDIR file.
     assert [path for folder in (queue.home, queue.tmpdir) for path in folder.rglob("*")] == []
     # The one applied reran only what depends on `epochs` (the data came from the cache, SGD was not
     # redone); its results are the workspace's (test_report.py reads its params and metrics diffs).
-    applied = runs[APPLIED_EPOCHS]
+    applied = queue.runs[APPLIED_EPOCHS]
     assert ran_stages(applied["log"]) == ["train", "evaluate", "summary"], applied["log"]
     assert len((queue.project / "plots/train_history.csv").read_text().splitlines()) == 1 + APPLIED_EPOCHS
-    assert read(queue.project, "metrics/summary.json") == applied["metrics"]
+    assert json.loads((queue.project / "metrics/summary.json").read_text()) == applied["metrics"]
     # `dvc exp show`: its fixed columns, then the metrics (summary.json's keys, the study's question
     # first, each figure once), then the params.
-    header = next(csv.reader(io.StringIO(dvc(queue.project, "exp", "show", "--csv", "--all-commits").stdout)))
+    header = next(csv.reader(dvc(queue.project, "exp", "show", "--csv", "--all-commits").stdout.splitlines()))
     fixed = [name for name in header if name in ("Experiment", "rev", "typ", "Created", "parent", "State",
                                                  "Executor")]
     assert header[: len(fixed)] == fixed and header[len(fixed):header.index("seed")] == SUMMARY_KEYS
 
 
 def test_a_failed_experiment_is_undone_by_exp_apply_head(reference, tmp_path):
-    project = tmp_path / "project"
-    shutil.copytree(reference, project, symlinks=True)  # its results committed, its cache full
+    project = shutil.copytree(reference, tmp_path / "project", symlinks=True)  # results committed, cache full
     failed = dvc(project, "exp", "run", "-S", "split.test_size=0", check=False)
     assert failed.returncode != 0 and "split.test_size = 0 is not allowed" in failed.stderr + failed.stdout
     # What DVC leaves behind: the changed params and the failed stage's outputs removed.

@@ -13,22 +13,21 @@ import pytest
 
 from scripts.toolkit import dvc
 
-# Headless, as root, with no profile and none of Chromium's own traffic (sign-in, updates, time).
-# Every host name resolves to nothing and every other request goes to a closed port on 127.0.0.1:
-# whatever the page or the browser tries, nothing leaves the machine; the net log records the tries.
+# Headless, as root, none of Chromium's own traffic; host names resolve to nothing, other requests go to a
+# closed port on 127.0.0.1: nothing leaves the machine, and the net log records every try.
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-extensions", "--disable-features=NetworkTimeServiceQuerying",
-    "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9",
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+    "--disable-background-networking", "--disable-component-update", "--disable-extensions",
+    "--disable-features=NetworkTimeServiceQuerying", "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--proxy-server=127.0.0.1:9",
     # Virtual time runs as fast as the page lets it: the budget is an upper bound, not a wait.
     "--virtual-time-budget=10000", "--window-size=1280,3000",
 ]
 
 
 class DrawnPlots(HTMLParser):
-    """The ids of the elements holding a drawn Vega view: Vega's renderers draw into a <canvas> or
-    <svg> of class "marks" (vega-embed's menu icon is an <svg> too, hence the class)."""
+    """The ids of the elements holding a drawn Vega view: a <canvas> or <svg> of class "marks"
+    (vega-embed's menu icon is an <svg> too, hence the class)."""
 
     def __init__(self) -> None:
         super().__init__()

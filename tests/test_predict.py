@@ -19,8 +19,7 @@ N = 10  # test images
 
 @pytest.fixture(scope="module")
 def evaluated(reference, tmp_path_factory):
-    """(model path, the first N test images, their prepared rows, the model's probabilities for them,
-    evaluate's predicted classes) of the reference run."""
+    """The reference run's model, N test images, their prepared rows, probabilities, evaluate's classes."""
     # Keras writes its config where KERAS_HOME says on first import: not in the user's home.
     os.environ.setdefault("KERAS_HOME", str(tmp_path_factory.mktemp("keras-home")))
     import keras
@@ -64,8 +63,7 @@ def test_images_and_batches_give_the_prepared_rows_and_evaluates_classes(evaluat
     batches = [tmp_path / name for name in ("uint8.npy", "float.npy", "batch", "batch.bin")]
     np.save(batches[0], images)
     np.save(batches[1], x)
-    idx_header = b"".join(int(n).to_bytes(4, "big") for n in (2051, *images.shape))  # magic, n, 28, 28
-    batches[2].write_bytes(idx_header + images.tobytes())
+    batches[2].write_bytes(np.array([2051, *images.shape], ">u4").tobytes() + images.tobytes())  # IDX header
     batches[3].write_bytes(gzip.compress(batches[2].read_bytes()))
     # Dark on light, of any size: inverted, and the output says so. The inversion of an 8-bit image is
     # exact; a colour JPEG 4 times larger, resized and compressed, stays close to the original.
@@ -91,15 +89,14 @@ def test_images_and_batches_give_the_prepared_rows_and_evaluates_classes(evaluat
     assert [parse(line)[0] for line in out[:N] + out[-2:]] == [
         *map(str, pngs), f"{negative} (inverted: dark on light)", f"{jpeg} (inverted: dark on light)"]
     assert [parse(line)[1][0][0] for line in out[:-1]] == classes * 5 + classes[:1]
-    for line, p in zip(out, probabilities, strict=False):
-        assert parse(line)[1][0][1] == pytest.approx(p.max(), abs=0.0005 + 1e-6)  # printed as 97.3%
+    printed = [parse(line)[1][0][1] for line in out[:N]]
+    assert printed == pytest.approx(probabilities.max(axis=1), abs=0.0005 + 1e-6)  # printed as 97.3%
     code, out, _ = cli(capsys, "--model", model, "--top", 3, pngs[0])
     top = [predict.CLASS_NAMES[c] for c in np.argsort(-probabilities[0])[:3]]
     assert (code, [name for name, _ in parse(out[0])[1]]) == (0, top)
 
 
-# (a file in tmp_path, its content, the error line): a .keras file is the --model, the rest are inputs.
-# A text file as an image: test_the_command_exits_1_with_one_line.
+# (file, content, error line): a .keras file is the --model, the rest inputs; a text image: the last test.
 @pytest.mark.parametrize(("name", "content", "message"), [
     ("missing.png", None, "{path}: no such file"),
     ("shape.npy", np.zeros((3, 27, 27), np.uint8),

@@ -1,6 +1,5 @@
-"""scripts/pr_report.py: the pull-request report of params, metrics and plots against a base revision.
-Metrics at a stated precision (stages/data.py's `rounded`), far above float noise, below any real
-change: the reference run trained again on another kernel path writes the same metrics, reports none."""
+"""scripts/pr_report.py's report of params, metrics and plots against a base revision; metrics at a stated
+precision (`rounded`): the reference trained again on another kernel path writes the same, reports none."""
 
 import json
 import os
@@ -30,7 +29,7 @@ def table(markdown: str, heading: str) -> list[list[str]]:
     return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
 
 
-def test_report_shows_the_params_metrics_and_plots_that_changed(queued_experiments, tmp_path):
+def test_the_report_against_base_in_ci_against_itself_and_an_unknown_base(queued_experiments, tmp_path):
     """`base`: the small project with its results; HEAD: an experiment at other epochs, applied."""
     project = queued_experiments.project
     before = json.loads(git(project, "show", "base:metrics/summary.json"))
@@ -70,12 +69,9 @@ def test_report_shows_the_params_metrics_and_plots_that_changed(queued_experimen
     # Against the same commit nothing changed.
     same = report(project, "HEAD", "--plots-dir", str(tmp_path / "same")).stdout
     assert "No params changed." in same and "No metric changed." in same and ": changed" not in same
-
-
-def test_an_unknown_base_is_one_line_of_error(queued_experiments):
-    result = report(queued_experiments.project, "no-such-branch", code=1)
-    assert result.stdout == ""
-    assert result.stderr.startswith("error: unknown revision 'no-such-branch'")
+    # An unknown base: one line of error, exit 1.
+    unknown = report(project, "no-such-branch", code=1)
+    assert unknown.stdout == "" and unknown.stderr.startswith("error: unknown revision 'no-such-branch'")
 
 
 def test_metrics_files_keep_every_count_of_an_accuracy_and_five_significant_digits_of_a_loss(tmp_path):
@@ -88,9 +84,8 @@ def test_metrics_files_keep_every_count_of_an_accuracy_and_five_significant_digi
                 "accuracy": {"mean": 0.8188, "folds": [0.815333, 0.82]},
                 "keras_train_loss": 0.42912, "samples": 12000}
     assert (ACCURACY_DECIMALS, LOSS_DIGITS) == (6, 5)
-    assert rounded(report) == expected and rounded(expected) == expected  # summary rounds them again
-    write_json(tmp_path / "m.json", report)
-    assert json.loads((tmp_path / "m.json").read_text()) == expected
+    write_json(tmp_path / "m.json", report)  # rounds; summary rounds again what the stages wrote
+    assert json.loads((tmp_path / "m.json").read_text()) == expected == rounded(expected)
 
 
 def test_one_sample_more_or_less_shows_float_noise_does_not():
@@ -102,12 +97,10 @@ def test_one_sample_more_or_less_shows_float_noise_does_not():
 
 @pytest.fixture(scope="module")
 def onednn_off(reference_run, tmp_path_factory):
-    """(project, stderr): a copy of the reference run, which TensorFlow ran on its oneDNN kernels, with
-    train, evaluate and summary run again without them (TF_ENABLE_ONEDNN_OPTS=0, TensorFlow's documented
-    switch): another kernel path, as another CPU would take; the losses differ in their last bits."""
+    """(project, stderr): a copy of the reference run (on TensorFlow's oneDNN kernels) whose train, evaluate
+    and summary ran again on another kernel path, as on another CPU (TF_ENABLE_ONEDNN_OPTS=0)."""
     assert "oneDNN custom operations are on" in reference_run.result.stderr
-    project = shutil.copytree(reference_run.project, tmp_path_factory.mktemp("kernels") / "project",
-                              symlinks=True)
+    project = shutil.copytree(reference_run.project, tmp_path_factory.mktemp("kernels") / "copy", symlinks=True)
     # The three stages, each as `python -m` runs it, in one process: TensorFlow is imported once.
     stages = "; ".join(f"runpy.run_module('stages.{stage}', run_name='__main__')"
                        for stage in ("train", "evaluate", "summary"))
@@ -135,7 +128,6 @@ def test_another_kernel_path_writes_the_same_metrics_and_the_report_shows_no_cha
               if (project / path).read_bytes() != (reference / path).read_bytes()]
     record_property("kernel_paths_differ_in", differ)
     if differ:
-        warnings.warn(f"oneDNN on and off give different bytes of {differ}; the metrics are the same",
-                      stacklevel=1)
+        warnings.warn(f"oneDNN on and off give different bytes of {differ}, the same metrics", stacklevel=1)
     # TF_CPP_MIN_LOG_LEVEL=3 (stages/keras_model.py) hides `E0000 ... node_def_util.cc ...`.
     assert not [line for line in stderr.splitlines() if line.startswith("E0000")], stderr

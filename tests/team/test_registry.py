@@ -1,6 +1,5 @@
-"""The model registry end to end (docs/registry.md): a version registered and promoted with GTO, tags
-pushed to a bare Git origin, the model in the local S3 store; then `dvc artifacts get` from an empty
-directory with only the Git URL and the store's keys: the reference's model, test_predict.py's."""
+"""The model registry end to end (docs/registry.md): a version registered and promoted with GTO, tags on a
+bare Git origin, the model (test_predict.py's) fetched from the S3 store into an empty directory."""
 
 import contextlib
 import hashlib
@@ -18,8 +17,7 @@ VERSION = "v0.1.0"
 
 @pytest.fixture(scope="module")
 def release(team, reference, tmp_path_factory):
-    """(origin, what `gto register` and `gto assign` printed): the reference run's commit, whose outputs
-    the team fixture pushed to the store, on its own bare origin, registered and assigned `prod`."""
+    """(origin, what gto printed): the reference's commit (outputs in the store) registered, `prod`."""
     root = tmp_path_factory.mktemp("registry")
     project = shutil.copytree(reference, root / "project", symlinks=True)
     origin = root / "origin.git"
