@@ -100,7 +100,8 @@ def onednn_off(reference_run, tmp_path_factory):
     """(project, stderr): a copy of the reference run (on TensorFlow's oneDNN kernels) whose train, evaluate
     and summary ran again on another kernel path, as on another CPU (TF_ENABLE_ONEDNN_OPTS=0)."""
     assert "oneDNN custom operations are on" in reference_run.result.stderr
-    project = shutil.copytree(reference_run.project, tmp_path_factory.mktemp("kernels") / "copy", symlinks=True)
+    project = shutil.copytree(reference_run.project, tmp_path_factory.mktemp("kernels") / "project",
+                              symlinks=True)
     # The three stages, each as `python -m` runs it, in one process: TensorFlow is imported once.
     stages = "; ".join(f"runpy.run_module('stages.{stage}', run_name='__main__')"
                        for stage in ("train", "evaluate", "summary"))
