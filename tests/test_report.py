@@ -75,16 +75,16 @@ def test_the_report_against_base_in_ci_against_itself_and_an_unknown_base(queued
 
 
 def test_metrics_files_keep_every_count_of_an_accuracy_and_five_significant_digits_of_a_loss(tmp_path):
-    report = {"val": {"loss": 0.4444442689418793, "accuracy": 10150 / 12000,
-                      "per_class_accuracy": {"Bag": 1.0, "Shirt": 0.061855670103092786, "Coat": None}},
-              "accuracy": {"mean": 0.8187999999999999, "folds": [0.8153333333333334, 0.82]},
-              "keras_train_loss": 0.42911723256111145, "samples": 12000}
+    figures = {"val": {"loss": 0.4444442689418793, "accuracy": 10150 / 12000,
+                       "per_class_accuracy": {"Bag": 1.0, "Shirt": 0.061855670103092786, "Coat": None}},
+               "accuracy": {"mean": 0.8187999999999999, "folds": [0.8153333333333334, 0.82]},
+               "keras_train_loss": 0.42911723256111145, "samples": 12000}
     expected = {"val": {"loss": 0.44444, "accuracy": 0.845833,
                         "per_class_accuracy": {"Bag": 1.0, "Shirt": 0.061856, "Coat": None}},
                 "accuracy": {"mean": 0.8188, "folds": [0.815333, 0.82]},
                 "keras_train_loss": 0.42912, "samples": 12000}
     assert (ACCURACY_DECIMALS, LOSS_DIGITS) == (6, 5)
-    write_json(tmp_path / "m.json", report)  # rounds; summary rounds again what the stages wrote
+    write_json(tmp_path / "m.json", figures)  # rounds; summary rounds again what the stages wrote
     assert json.loads((tmp_path / "m.json").read_text()) == expected == rounded(expected)
 
 
