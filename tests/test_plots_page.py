@@ -49,8 +49,7 @@ class DrawnPlots(HTMLParser):
 @pytest.mark.parametrize(("command", "cdn"), [(["show"], False), (["diff", "base", "HEAD"], False),
                                              (["show"], True)], ids=["show", "diff", "dvc-default-page"])
 def test_dvc_plots_page_draws_every_plot_offline(command, cdn, queued_experiments, tmp_path):
-    """With .dvc/plots/offline.html every plot draws; the issue, reproduced (`cdn`): DVC's own page, its
-    CDN script tags (`{scripts}`), asks the network for its libraries and draws none of its plots."""
+    """Every plot draws offline; `cdn`, the issue: DVC's own page (`{scripts}`) asks a CDN, draws nothing."""
     chromium = shutil.which("chromium")
     if not chromium:
         if os.environ.get("CI") == "true":
