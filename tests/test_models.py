@@ -1,14 +1,17 @@
-"""The two models of the study, on a small slice of the real data."""
+"""The two models of the study on a small slice of the real data, and the .keras file training writes."""
+
+import zipfile
 
 import numpy as np
 import pytest
 
+from stages.keras_model import import_keras, save_model
 from stages.sgd_cv import cross_validate_sgd
+from stages.train import build_model, train
 
 
 def test_sgd_cross_validation_reports_each_fold(small, capsys):
-    x, y = small
-    result = cross_validate_sgd(x, y, "log_loss", max_iter=5, folds=3, seed=42)
+    result = cross_validate_sgd(*small, "log_loss", max_iter=5, folds=3, seed=42)
     assert set(result) == {"mean", "std", "folds"} and len(result["folds"]) == 3
     assert result["mean"] == pytest.approx(np.mean(result["folds"]))
     assert result["std"] == pytest.approx(np.std(result["folds"]))
@@ -17,31 +20,48 @@ def test_sgd_cross_validation_reports_each_fold(small, capsys):
     assert capsys.readouterr().out == (
         "note: SGD stopped at max_iter=5 before converging in 3 of 3 folds (ConvergenceWarning)\n")
     # Folds fitted in parallel threads: the same numbers on every run.
-    assert cross_validate_sgd(x, y, "log_loss", max_iter=5, folds=3, seed=42) == result
+    assert cross_validate_sgd(*small, "log_loss", max_iter=5, folds=3, seed=42) == result
 
 
-def test_default_network_is_one_softmax_layer(model_params):
-    from stages.keras_model import import_keras
-    from stages.train import build_model
-
+@pytest.mark.parametrize(("changes", "layers", "units", "optimizer", "parameters"), [
+    # The default: one softmax layer, a multinomial logistic regression.
+    ({}, ["Dense"], [10], "RMSprop", 784 * 10 + 10),
+    ({"hidden": [100, 50], "dropout": 0.2, "optimizer": "adam", "learning_rate": 0.01},
+     ["Dense", "Dropout", "Dense", "Dropout", "Dense"], [100, 50, 10], "Adam",
+     (784 * 100 + 100) + (100 * 50 + 50) + (50 * 10 + 10)),
+])
+def test_the_network_params_build(changes, layers, units, optimizer, parameters, model_params):
     keras = import_keras(42)
-    net = build_model(keras, model_params())
-    dense = [layer for layer in net.layers if isinstance(layer, keras.layers.Dense)]
-    assert len(net.layers) == 1 and len(dense) == 1
-    assert dense[0].units == 10 and dense[0].activation.__name__ == "softmax"
-    assert net.count_params() == 784 * 10 + 10  # a multinomial logistic regression
-    assert isinstance(net.optimizer, keras.optimizers.RMSprop)
-    assert net.loss == "sparse_categorical_crossentropy"
+    net = build_model(keras, model_params(**changes))
+    assert [type(layer).__name__ for layer in net.layers] == layers
+    assert [layer.units for layer in net.layers if hasattr(layer, "units")] == units
+    assert net.layers[-1].activation.__name__ == "softmax" and net.loss == "sparse_categorical_crossentropy"
+    assert isinstance(net.optimizer, getattr(keras.optimizers, optimizer))
+    assert float(net.optimizer.learning_rate) == pytest.approx(changes.get("learning_rate", 0.001))
+    assert net.count_params() == parameters
 
 
-def test_hidden_layers_dropout_and_optimizer(model_params):
-    from stages.keras_model import import_keras
-    from stages.train import build_model
-
-    keras = import_keras(42)
-    net = build_model(keras, model_params(hidden=[100, 50], dropout=0.2, optimizer="adam",
-                                          learning_rate=0.01))
-    assert [type(layer).__name__ for layer in net.layers] == ["Dense", "Dropout", "Dense", "Dropout", "Dense"]
-    assert [layer.units for layer in net.layers if hasattr(layer, "units")] == [100, 50, 10]
-    assert isinstance(net.optimizer, keras.optimizers.Adam)
-    assert float(net.optimizer.learning_rate) == pytest.approx(0.01)
+def test_two_models_trained_alike_save_to_identical_bytes_that_load_safely(small, tmp_path, model_params):
+    x, y = small
+    runs = []  # both nets kept alive, so Keras sees different Python object ids for the same model
+    for _ in range(2):
+        keras = import_keras(42)
+        keras.backend.clear_session()  # layer names restart, as in the stage's fresh process
+        runs.append(train(keras, model_params(), x[:1600], y[:1600], x[1600:], y[1600:], epochs=2,
+                          batch_size=32))
+    (net, history), (_, other_history) = runs
+    assert history == other_history  # deterministic training
+    assert list(history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+    assert len(history["loss"]) == 2 and history["loss"][1] < history["loss"][0]
+    assert history["val_accuracy"][-1] > 0.6  # it learns
+    for i, (trained, _) in enumerate(runs):
+        save_model(trained, tmp_path / f"{i}.keras")
+    assert (tmp_path / "0.keras").read_bytes() == (tmp_path / "1.keras").read_bytes()
+    with zipfile.ZipFile(tmp_path / "0.keras") as archive:
+        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        assert "date_saved" not in archive.read("metadata.json").decode()
+    # Loads, in safe mode, to the model Keras's own save gives: same config, same predictions.
+    net.save(tmp_path / "plain.keras")
+    loaded, plain = (keras.saving.load_model(tmp_path / f"{n}.keras", safe_mode=True) for n in ("0", "plain"))
+    assert loaded.get_config() == plain.get_config()
+    np.testing.assert_array_equal(loaded.predict(x[:100], verbose=0), net.predict(x[:100], verbose=0))

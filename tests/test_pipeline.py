@@ -1,28 +1,22 @@
-"""End to end: the pipeline on a small sample, then an experiment; what a user reads of the results.
-
-Both runs are shared session fixtures (tests/conftest.py): `reference_run`, one uninterrupted
-`dvc repro` from scratch, and `queued_experiments`, the reference with experiments at other
-epochs, one applied and committed.
-"""
+"""End to end on the shared runs (tests/conftest.py), `reference_run` (one `dvc repro` from scratch) and
+`queued_experiments`: what a user reads of the results, and the way back from a failed experiment."""
 
 import csv
 import json
+import shutil
 from collections import Counter
 
 import numpy as np
 import pytest
 import yaml
 
-from scripts.toolkit import APPLIED_EPOCHS, SMALL, SMALL_RUN_PARAMS, STAGES, SUMMARY_KEYS, dvc, ran_stages
+from scripts.toolkit import APPLIED_EPOCHS, EXPERIMENT_EPOCHS, STAGES, SUMMARY_KEYS, dvc, git, ran_stages
 from stages.data import CLASS_NAMES
-
-
-def read(project, path):
-    return json.loads((project / path).read_text())
 
 
 def test_repro_writes_every_report_plot_and_the_summary(reference_run, tmp_path):
     project = reference_run.project
+    params = yaml.safe_load((project / "params.yaml").read_text())
     assert ran_stages(reference_run.result.stdout) == list(STAGES)
     log = reference_run.result.stdout + reference_run.result.stderr
     assert "Traceback" not in log and "Warning:" not in log, log  # no Python warning reaches the log
@@ -30,38 +24,30 @@ def test_repro_writes_every_report_plot_and_the_summary(reference_run, tmp_path)
     assert list(reference_run.home.iterdir()) == [] and list(reference_run.tmpdir.iterdir()) == []
     assert (project / ".dvc/tmp/stage-home/keras/keras.json").is_file()
     assert list((project / ".dvc/tmp/stage-home/matplotlib").glob("fontlist-*.json"))
-
-    data = read(project, "metrics/data.json")
-    assert data["train"]["samples"] == SMALL and data["test"]["samples"] == SMALL
+    data = json.loads((project / "metrics/data.json").read_text())
+    assert data["train"]["samples"] == data["test"]["samples"] == params["max_samples"]
     assert (data["train"]["height"], data["train"]["width"]) == (28, 28)
-    assert list(data["train"]["class_counts"]) == list(CLASS_NAMES)
-    assert sum(data["train"]["class_counts"].values()) == SMALL
-
-    sgd = read(project, "metrics/sgd_cv.json")["accuracy"]
-    assert len(sgd["folds"]) == SMALL_RUN_PARAMS["sgd.folds"] and 0.6 < sgd["mean"] < 0.95
+    counts = data["train"]["class_counts"]
+    assert list(counts) == list(CLASS_NAMES) and sum(counts.values()) == params["max_samples"]
+    sgd = json.loads((project / "metrics/sgd_cv.json").read_text())["accuracy"]
+    assert len(sgd["folds"]) == params["sgd"]["folds"] and 0.6 < sgd["mean"] < 0.95
     assert "time" not in json.dumps(sgd)  # timings vary run to run: printed, not in metrics
-
-    train = read(project, "metrics/train.json")
+    train = json.loads((project / "metrics/train.json").read_text())
     assert set(train) == {"train", "val"} and 0.6 < train["val"]["accuracy"] <= 1
     history = (project / "plots/train_history.csv").read_text().splitlines()
-    assert history[0] == "epoch,accuracy,loss,val_accuracy,val_loss"
-    assert [row.split(",")[0] for row in history[1:]] == ["0", "1"]  # Keras counts from 0
-
-    evaluation = read(project, "metrics/evaluate.json")
+    assert history[0] == "epoch,accuracy,loss,val_accuracy,val_loss" and len(history) == 1 + params["epochs"]
+    evaluation = json.loads((project / "metrics/evaluate.json").read_text())
     for part in ("val", "test"):
         assert set(evaluation[part]) == {"loss", "accuracy", "per_class_accuracy"}
         assert list(evaluation[part]["per_class_accuracy"]) == list(CLASS_NAMES)
     # evaluate recomputes what training reported for the same validation set.
     assert abs(evaluation["val"]["accuracy"] - train["val"]["accuracy"]) < 1e-6
-    confusion = (project / "plots/confusion.csv").read_text().splitlines()
-    assert confusion[0] == "actual,predicted" and len(confusion) == 1 + SMALL
-    per_class = list(csv.DictReader((project / "plots/per_class_accuracy.csv").open()))
-    assert [row["class"] for row in per_class] == list(CLASS_NAMES)
-    accuracies = [float(row["accuracy"]) for row in per_class]
-    assert accuracies == list(evaluation["test"]["per_class_accuracy"].values())
+    per_class = csv.DictReader((project / "plots/per_class_accuracy.csv").open())
+    assert [(row["class"], float(row["accuracy"])) for row in per_class] == list(
+        evaluation["test"]["per_class_accuracy"].items())
 
     # The one metrics file: the study's figures, the three accuracies it compares first.
-    summary = read(project, "metrics/summary.json")
+    summary = json.loads((project / "metrics/summary.json").read_text())
     assert list(summary) == SUMMARY_KEYS
     assert summary == {
         "sgd_cv_accuracy": sgd["mean"], "keras_val_accuracy": evaluation["val"]["accuracy"],
@@ -73,51 +59,76 @@ def test_repro_writes_every_report_plot_and_the_summary(reference_run, tmp_path)
     assert list(shown[""]["data"]) == ["metrics/summary.json"]
     for image in ("first_images.png", "misclassified.png"):
         assert (project / "plots" / image).read_bytes().startswith(b"\x89PNG")
-
     plots = json.loads(dvc(project, "plots", "show", "--json", "--out", str(tmp_path)).stdout)["data"]
     for title in ("Loss per epoch", "Accuracy per epoch"):
         (plot,) = plots[title]
         x = plot["content"]["encoding"]["x"]
         assert x["field"] == "epoch" and x["axis"]["tickMinStep"] == 1  # whole epochs, no 1.5
-        assert sorted({int(row["epoch"]) for row in plot["content"]["data"]["values"]}) == [0, 1]
+        assert sorted({int(row["epoch"]) for row in plot["content"]["data"]["values"]}) == [0, 1]  # from 0
     assert {"Test accuracy per class", "Test confusion matrix"} <= set(plots)
 
-
-def test_the_test_accuracies_recomputed_from_the_confusion_rows_and_from_the_weights(reference):
-    import keras
-
-    evaluation = json.loads((reference / "metrics/evaluate.json").read_text())["test"]
-    rows = list(csv.DictReader((reference / "plots/confusion.csv").open()))
-    # From plots/confusion.csv, one (actual, predicted) row per test image: counted here.
-    assert abs(sum(r["actual"] == r["predicted"] for r in rows) / len(rows) - evaluation["accuracy"]) < 1e-6
+    # The test accuracies recomputed: counted from plots/confusion.csv, one (actual, predicted) row per
+    # test image, and from the weights (one softmax layer predicts argmax(x @ W + b)) in NumPy.
+    rows = list(csv.DictReader((project / "plots/confusion.csv").open()))
+    assert list(rows[0]) == ["actual", "predicted"] and len(rows) == params["max_samples"]
+    test = evaluation["test"]
+    assert abs(sum(r["actual"] == r["predicted"] for r in rows) / len(rows) - test["accuracy"]) < 1e-6
     totals = Counter(r["actual"] for r in rows)
     correct = Counter(r["actual"] for r in rows if r["actual"] == r["predicted"])
-    assert evaluation["per_class_accuracy"] == pytest.approx(
+    assert test["per_class_accuracy"] == pytest.approx(
         {name: correct[name] / totals[name] for name in CLASS_NAMES}, abs=1e-6)  # written to 6 decimals
-
-    # The default model is one softmax layer: its prediction is argmax(x @ W + b), in NumPy.
-    model = keras.models.load_model(reference / "data/model.keras", safe_mode=True)
+    import keras
+    model = keras.models.load_model(project / "data/model.keras", safe_mode=True)
     assert len(model.layers) == 1
     weights, bias = model.layers[-1].get_weights()
-    x = np.load(reference / "data/prepared/x_test.npy")
-    y = np.load(reference / "data/prepared/y_test.npy")
-    predicted = np.argmax(x @ weights + bias, axis=1)
-    assert abs(np.mean(predicted == y) - evaluation["accuracy"]) < 1e-6
+    predicted = np.argmax(np.load(project / "data/prepared/x_test.npy") @ weights + bias, axis=1)
+    assert abs(np.mean(predicted == np.load(project / "data/prepared/y_test.npy")) - test["accuracy"]) < 1e-6
     assert [CLASS_NAMES[label] for label in predicted] == [r["predicted"] for r in rows]
 
 
-def test_an_experiment_reruns_only_what_changed(queued_experiments):
-    project = queued_experiments.project
-    run = queued_experiments.runs[APPLIED_EPOCHS]
-    assert set(ran_stages(run["log"])) == {"train", "evaluate", "summary"}, run["log"]
-    # Applied: its params and results are the workspace's.
-    assert yaml.safe_load((project / "params.yaml").read_text())["epochs"] == APPLIED_EPOCHS
-    assert len((project / "plots/train_history.csv").read_text().splitlines()) == 1 + APPLIED_EPOCHS
-    assert read(project, "metrics/summary.json") == run["metrics"]
+def test_queued_experiments_run_in_parallel_without_interfering(queued_experiments):
+    """Each in its own copy (.dvc/tmp/exps): deterministic training, so interference shows in histories."""
+    queue = queued_experiments
+    assert queue.queued.count("Queued experiment") == len(EXPERIMENT_EPOCHS), queue.queued
+    assert queue.two_at_once  # two workers, each running one experiment in its own copy
+    assert sorted(queue.runs) == list(EXPERIMENT_EPOCHS)
+    base = queue.histories["base"]
+    assert len(base) == yaml.safe_load(git(queue.project, "show", "base:params.yaml"))["epochs"]
+    longest = queue.histories[max(EXPERIMENT_EPOCHS)]
+    for epochs, run in queue.runs.items():
+        assert run["state"] == "success"
+        assert 0.6 < run["metrics"]["keras_test_accuracy"] <= 1
+        # Each trained for its own epochs, as it would have alone: the histories agree where they overlap.
+        history = queue.histories[epochs]
+        shared = min(epochs, len(base))
+        assert len(history) == epochs and history == longest[:epochs] and history[:shared] == base[:shared]
+    assert len({run["metrics"]["sgd_cv_accuracy"] for run in queue.runs.values()}) == 1  # the same SGD result
+    assert len({run["metrics"]["keras_val_loss"] for run in queue.runs.values()}) == len(EXPERIMENT_EPOCHS)
+    # Nothing written outside the workspaces: no ~/.keras, no Matplotlib cache or config, no $TMPDIR file.
+    assert [path for folder in (queue.home, queue.tmpdir) for path in folder.rglob("*")] == []
+    # The one applied reran only what depends on `epochs` (the data came from the cache, SGD was not
+    # redone); its results are the workspace's (test_report.py reads its params and metrics diffs).
+    applied = queue.runs[APPLIED_EPOCHS]
+    assert ran_stages(applied["log"]) == ["train", "evaluate", "summary"], applied["log"]
+    assert len((queue.project / "plots/train_history.csv").read_text().splitlines()) == 1 + APPLIED_EPOCHS
+    assert json.loads((queue.project / "metrics/summary.json").read_text()) == applied["metrics"]
+    # `dvc exp show`: its fixed columns, then the metrics (summary.json's keys, the study's question
+    # first, each figure once), then the params.
+    header = next(csv.reader(dvc(queue.project, "exp", "show", "--csv", "--all-commits").stdout.splitlines()))
+    fixed = [name for name in header if name in ("Experiment", "rev", "typ", "Created", "parent", "State",
+                                                 "Executor")]
+    assert header[: len(fixed)] == fixed and header[len(fixed):header.index("seed")] == SUMMARY_KEYS
 
-    diff = json.loads(dvc(project, "metrics", "diff", "base", "--json").stdout)
-    assert set(diff) == {"metrics/summary.json"}
-    assert {key for key in diff["metrics/summary.json"] if key.startswith("sgd")} == set()  # SGD unchanged
-    change = diff["metrics/summary.json"]["keras_val_loss"]
-    assert change["new"] == run["metrics"]["keras_val_loss"] != change["old"]
-    assert "epochs" in dvc(project, "params", "diff", "base").stdout
+
+def test_a_failed_experiment_is_undone_by_exp_apply_head(reference, tmp_path):
+    project = shutil.copytree(reference, tmp_path / "project", symlinks=True)  # results committed, cache full
+    failed = dvc(project, "exp", "run", "-S", "split.test_size=0", check=False)
+    assert failed.returncode != 0 and "split.test_size = 0 is not allowed" in failed.stderr + failed.stdout
+    # What DVC leaves behind: the changed params and the failed stage's outputs removed.
+    assert git(project, "status", "--porcelain").split() == ["M", "params.yaml"]
+    assert not (project / "data/split").exists()
+    dvc(project, "exp", "apply", "HEAD")  # the way back (with an empty cache: tests/team)
+    assert git(project, "status", "--porcelain") == "" and "up to date" in dvc(project, "status").stdout
+    # Trying a value with --temp leaves the workspace as it was, failed or not.
+    assert dvc(project, "exp", "run", "--temp", "-S", "split.test_size=0", check=False).returncode != 0
+    assert git(project, "status", "--porcelain") == "" and "up to date" in dvc(project, "status").stdout

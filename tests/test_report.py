@@ -1,67 +1,43 @@
-"""scripts/pr_report.py: the pull-request report of params, metrics and plots against a base revision;
-and what it shows when only float noise differs: the same small pipeline trained on two kernel paths."""
+"""scripts/pr_report.py's report of params, metrics and plots against a base revision; metrics at a stated
+precision (`rounded`): the reference trained again on another kernel path writes the same, reports none."""
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import warnings
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
+import yaml
 
-from scripts.toolkit import (
-    APPLIED_EPOCHS,
-    REPO,
-    SMALL_RUN_PARAMS,
-    add_raw_data,
-    copy_project,
-    dvc,
-    git,
-    run_stages_here,
-)
-
-SCRIPT = REPO / "scripts" / "pr_report.py"
+from scripts.toolkit import APPLIED_EPOCHS, REPO, dvc, git
+from stages.data import ACCURACY_DECIMALS, LOSS_DIGITS, rounded, write_json
 
 
-def report(project, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], cwd=project, capture_output=True, text=True, timeout=120,
-    )
+def report(project, *args: str, code: int = 0) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, str(REPO / "scripts/pr_report.py"), *args], cwd=project,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == code, result.stderr
+    return result
 
 
 def table(markdown: str, heading: str) -> list[list[str]]:
     """The rows (cells stripped) of the first Markdown table after `heading`, without header and rule."""
-    lines = markdown.split(heading, 1)[1].splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([cell.strip() for cell in line.strip("|").split("|")])
-    return rows
+    lines = re.search(r"(^\|.*\n?)+", markdown.split(heading, 1)[1], re.MULTILINE)[0].splitlines()
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
 
 
-@pytest.fixture(scope="module")
-def two_commits(queued_experiments):
+def test_the_report_against_base_in_ci_against_itself_and_an_unknown_base(queued_experiments, tmp_path):
     """`base`: the small project with its results; HEAD: an experiment at other epochs, applied."""
     project = queued_experiments.project
     before = json.loads(git(project, "show", "base:metrics/summary.json"))
     after = json.loads((project / "metrics/summary.json").read_text())
-    assert before["keras_val_accuracy"] != after["keras_val_accuracy"]
-    return project, before, after
-
-
-def test_report_shows_the_params_metrics_and_plots_that_changed(two_commits, tmp_path):
-    project, before, after = two_commits
-    result = report(project, "base", "--plots-dir", str(tmp_path / "plots"))
-    assert result.returncode == 0, result.stderr
-    markdown = result.stdout
+    markdown = report(project, "base", "--plots-dir", str(tmp_path / "plots")).stdout
     assert markdown.startswith("## DVC report: `base`")
-
-    assert table(markdown, "### Params") == [
-        ["params.yaml", "epochs", str(SMALL_RUN_PARAMS["epochs"]), str(APPLIED_EPOCHS)]]
+    base_epochs = yaml.safe_load(git(project, "show", "base:params.yaml"))["epochs"]
+    assert table(markdown, "### Params") == [["params.yaml", "epochs", str(base_epochs), str(APPLIED_EPOCHS)]]
 
     summary = {row[1]: row[2:] for row in table(markdown, "### Metrics")}
     assert set(summary) == set(before)  # every figure, the unchanged SGD accuracy too
@@ -71,7 +47,6 @@ def test_report_shows_the_params_metrics_and_plots_that_changed(two_commits, tmp
         assert change == pytest.approx(after[key] - before[key], abs=2e-5)
     old, new, change = map(float, summary["sgd_cv_accuracy"])
     assert old == new and change == 0
-
     changed = {(row[0], row[1]) for row in table(markdown, "All changed metrics")}
     assert {("metrics/summary.json", key) for key in ("keras_val_loss", "keras_test_accuracy")} <= changed
     assert not any(key.startswith("sgd") for _, key in changed)
@@ -87,98 +62,73 @@ def test_report_shows_the_params_metrics_and_plots_that_changed(two_commits, tmp
     for path in links[0].replace(")", "(").split("(")[1::2]:
         assert (project / path).read_bytes().startswith(b"\x89PNG")
 
-
-def test_report_in_ci_links_the_published_plots(two_commits, tmp_path):
-    project, _, _ = two_commits
+    # In CI the plots are published: the report links them instead of embedding images.
     url = "https://github.com/o/r/actions/runs/1"
-    result = report(project, "base", "--plots-dir", str(tmp_path / "plots"), "--plots-url", url)
-    assert result.returncode == 0, result.stderr
-    assert f"]({url})" in result.stdout and "![" not in result.stdout
+    linked = report(project, "base", "--plots-dir", str(tmp_path / "ci"), "--plots-url", url).stdout
+    assert f"]({url})" in linked and "![" not in linked
+    # Against the same commit nothing changed.
+    same = report(project, "HEAD", "--plots-dir", str(tmp_path / "same")).stdout
+    assert "No params changed." in same and "No metric changed." in same and ": changed" not in same
+    # An unknown base: one line of error, exit 1.
+    unknown = report(project, "no-such-branch", code=1)
+    assert unknown.stdout == "" and unknown.stderr.startswith("error: unknown revision 'no-such-branch'")
 
 
-def test_nothing_changed_against_the_same_commit(two_commits, tmp_path):
-    project, _, _ = two_commits
-    result = report(project, "HEAD", "--plots-dir", str(tmp_path / "plots"))
-    assert result.returncode == 0, result.stderr
-    assert "No params changed." in result.stdout and "No metric changed." in result.stdout
-    assert ": changed" not in result.stdout
+def test_metrics_files_keep_every_count_of_an_accuracy_and_five_significant_digits_of_a_loss(tmp_path):
+    figures = {"val": {"loss": 0.4444442689418793, "accuracy": 10150 / 12000,
+                       "per_class_accuracy": {"Bag": 1.0, "Shirt": 0.061855670103092786, "Coat": None}},
+               "accuracy": {"mean": 0.8187999999999999, "folds": [0.8153333333333334, 0.82]},
+               "keras_train_loss": 0.42911723256111145, "samples": 12000}
+    expected = {"val": {"loss": 0.44444, "accuracy": 0.845833,
+                        "per_class_accuracy": {"Bag": 1.0, "Shirt": 0.061856, "Coat": None}},
+                "accuracy": {"mean": 0.8188, "folds": [0.815333, 0.82]},
+                "keras_train_loss": 0.42912, "samples": 12000}
+    assert (ACCURACY_DECIMALS, LOSS_DIGITS) == (6, 5)
+    write_json(tmp_path / "m.json", figures)  # rounds; summary rounds again what the stages wrote
+    assert json.loads((tmp_path / "m.json").read_text()) == expected == rounded(expected)
 
 
-def test_an_unknown_base_is_one_line_of_error(two_commits):
-    project, _, _ = two_commits
-    result = report(project, "no-such-branch")
-    assert result.returncode == 1 and result.stdout == ""
-    assert result.stderr.startswith("error: unknown revision 'no-such-branch'")
-
-
-# ---------------------------------------------------------------- two kernel paths: float noise only
-
-KERNEL_PATH_OUTPUTS = ("data/model.keras", "plots/train_history.csv", "metrics/train.json",
-                       "metrics/evaluate.json", "metrics/summary.json")
-
-
-@dataclass
-class KernelPaths:
-    """The small project trained, evaluated and summarised with TensorFlow's oneDNN kernels on
-    (committed, branch `base`), then again with them off (the workspace): what each wrote."""
-
-    project: Path
-    on: dict[str, bytes]  # by path
-    off: dict[str, bytes]
-    stderr: str  # of train and evaluate, oneDNN off
+def test_one_sample_more_or_less_shows_float_noise_does_not():
+    n = 60_000  # the largest set of the study
+    for k in (1, 30_000, 59_999):
+        assert rounded({"accuracy": k / n}) != rounded({"accuracy": (k + 1) / n})
+    assert rounded({"loss": 0.42911723256111145}) == rounded({"loss": 0.42911714})  # issue 18's two CPUs
 
 
 @pytest.fixture(scope="module")
-def kernel_paths(tmp_path_factory) -> KernelPaths:
-    """TF_ENABLE_ONEDNN_OPTS, TensorFlow's documented switch, takes another kernel path, as another
-    CPU would: the losses differ in their last float bits (measured here: 1.118208885 and 1.118208766)."""
-    project = copy_project(tmp_path_factory.mktemp("kernels") / "project",
-                           {"max_samples": 1000, "epochs": 2, "sgd.folds": 2})
-    run_stages_here(add_raw_data(project), "prepare", "split", "sgd_cv")  # no TensorFlow: in this process
-
-    def train_evaluate_summary(onednn: str) -> tuple[dict[str, bytes], str]:
-        # The three stages one after the other, each as `python -m` runs it, in one process: TensorFlow
-        # (read TF_ENABLE_ONEDNN_OPTS at import) is imported once per kernel path, not three times.
-        stages = "; ".join(f"runpy.run_module('stages.{stage}', run_name='__main__')"
-                           for stage in ("train", "evaluate", "summary"))
-        env = {key: value for key, value in os.environ.items() if not key.startswith("TF_")}
-        result = subprocess.run([sys.executable, "-c", f"import runpy; {stages}"], cwd=project,
-                                env={**env, "TF_ENABLE_ONEDNN_OPTS": onednn}, capture_output=True, text=True,
-                                timeout=600)
-        assert result.returncode == 0, result.stderr[-3000:]
-        return {path: (project / path).read_bytes() for path in KERNEL_PATH_OUTPUTS}, result.stderr
-
-    on, _ = train_evaluate_summary("1")
-    dvc(project, "commit", "--force", "--quiet")  # dvc.lock and the cache, as after `dvc repro`
-    git(project, "add", "-A")
-    git(project, "commit", "-qm", "results, oneDNN on")
-    git(project, "branch", "base")
-    off, stderr = train_evaluate_summary("0")
-    return KernelPaths(project, on, off, stderr)
+def onednn_off(reference_run, tmp_path_factory):
+    """(project, stderr): a copy of the reference run (on TensorFlow's oneDNN kernels) whose train, evaluate
+    and summary ran again on another kernel path, as on another CPU (TF_ENABLE_ONEDNN_OPTS=0)."""
+    assert "oneDNN custom operations are on" in reference_run.result.stderr
+    project = shutil.copytree(reference_run.project, tmp_path_factory.mktemp("kernels") / "project",
+                              symlinks=True)
+    # The three stages, each as `python -m` runs it, in one process: TensorFlow is imported once.
+    stages = "; ".join(f"runpy.run_module('stages.{stage}', run_name='__main__')"
+                       for stage in ("train", "evaluate", "summary"))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TF_")}
+    result = subprocess.run([sys.executable, "-c", f"import runpy; {stages}"], cwd=project,
+                            env={**env, "TF_ENABLE_ONEDNN_OPTS": "0"}, capture_output=True, text=True,
+                            timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "oneDNN custom operations are on" not in result.stderr
+    return project, result.stderr
 
 
-def test_the_metrics_are_the_same_bytes_on_another_kernel_path(kernel_paths, record_property):
-    on, off = kernel_paths.on, kernel_paths.off
+def test_another_kernel_path_writes_the_same_metrics_and_the_report_shows_no_change(
+        onednn_off, reference, tmp_path, record_property):
+    project, stderr = onednn_off
     for path in ("metrics/train.json", "metrics/evaluate.json", "metrics/summary.json"):
-        assert on[path] == off[path], path
-    assert json.loads(dvc(kernel_paths.project, "metrics", "diff", "base", "--json").stdout) == {}
+        assert (project / path).read_bytes() == (reference / path).read_bytes(), path
+    assert json.loads(dvc(project, "metrics", "diff", "--json").stdout) == {}
+    markdown = report(project, "HEAD", "--plots-dir", str(tmp_path / "plots")).stdout
+    assert "No params changed." in markdown and "No metric changed." in markdown, markdown
+    summary = {row[1]: row[2:] for row in table(markdown, "### Metrics")}
+    assert summary and all(old == new for old, new, _ in summary.values()), summary
     # The model and its history may differ in float noise: said, not failed on.
-    differ = [path for path in ("data/model.keras", "plots/train_history.csv") if on[path] != off[path]]
+    differ = [path for path in ("data/model.keras", "plots/train_history.csv")
+              if (project / path).read_bytes() != (reference / path).read_bytes()]
     record_property("kernel_paths_differ_in", differ)
     if differ:
-        warnings.warn(f"oneDNN on and off give different bytes of {differ}; the metrics are the same",
-                      stacklevel=1)
-
-
-def test_tensorflow_prints_no_error_looking_line(kernel_paths):
-    """TF_CPP_MIN_LOG_LEVEL=3 (stages/keras_model.py) hides `E0000 ... node_def_util.cc ...`."""
-    lines = kernel_paths.stderr.splitlines()
-    assert not [line for line in lines if line.startswith("E0000")], kernel_paths.stderr
-
-
-def test_report_says_no_metric_changed_on_float_noise(kernel_paths, tmp_path):
-    result = report(kernel_paths.project, "base", "--plots-dir", str(tmp_path / "plots"))
-    assert result.returncode == 0, result.stderr
-    assert "No params changed." in result.stdout and "No metric changed." in result.stdout, result.stdout
-    summary = {row[1]: row[2:] for row in table(result.stdout, "### Metrics")}
-    assert summary and all(old == new for old, new, _ in summary.values()), summary
+        warnings.warn(f"oneDNN on and off give different bytes of {differ}, the same metrics", stacklevel=1)
+    # TF_CPP_MIN_LOG_LEVEL=3 (stages/keras_model.py) hides `E0000 ... node_def_util.cc ...`.
+    assert not [line for line in stderr.splitlines() if line.startswith("E0000")], stderr
