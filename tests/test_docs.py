@@ -13,8 +13,8 @@ def test_generated_tables_are_not_stale():
 
 
 def test_the_experiments_table_starts_from_the_committed_results():
-    # Written by `python -m scripts.experiments_table --readme` (real runs): its baseline row must
-    # be today's results, or the table is stale.
+    # `python -m scripts.experiments_table --readme` writes it from real runs: its baseline row must be
+    # today's results, or the table is stale.
     readme = (REPO / "README.md").read_text()
     block = readme.split("<!-- experiments:start -->")[1].split("<!-- experiments:end -->")[0]
     baseline = next(line for line in block.splitlines() if line.startswith("| original model"))
