@@ -1,4 +1,4 @@
-"""The prepare stage's core (a broken data/raw as the stage sees it: tests/reliability/test_data_faults.py)."""
+"""The prepare stage's core; a broken data/raw as the stage sees it: tests/reliability/test_data_faults.py."""
 
 import gzip
 
