@@ -2,14 +2,13 @@
 
 import ast
 import importlib
-from pathlib import Path
 
 import pytest
 import yaml
 
+from scripts.toolkit import REPO
 from stages.data import OUTPUTS
 
-REPO = Path(__file__).resolve().parents[1]
 DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())
 STAGES = DVC_YAML["stages"]
 
@@ -53,9 +52,8 @@ def test_summary_is_the_one_metrics_file_and_every_other_output_is_cached():
     assert all(isinstance(entry, str) for entry in outs), outs  # no options: cached
     assert not any("plots" in stage for stage in STAGES.values())  # drawn by the top-level plots
     for folder in ("metrics", "plots"):
-        ignored = (REPO / folder / ".gitignore").read_text().split()
-        assert sorted(ignored) == sorted(f"/{path.removeprefix(folder + '/')}" for path in outs
-                                         if path.startswith(folder + "/"))
+        ignored = sorted((REPO / folder / ".gitignore").read_text().split())
+        assert ignored == sorted(path.removeprefix(folder) for path in outs if path.startswith(folder + "/"))
     drawn = {path for plot in DVC_YAML["plots"]
              for path in ([plot] if isinstance(plot, str) else next(iter(plot.values()))["y"])}
     assert drawn == {path for path in outs if path.startswith("plots/")}

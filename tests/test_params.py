@@ -1,11 +1,9 @@
 """params.yaml as the stages read it; each mistake's message: tests/reliability/test_params_faults.py."""
 
 import typing
-from pathlib import Path
 
+from scripts.toolkit import REPO
 from stages import params
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_reproduce_the_study():
@@ -17,7 +15,6 @@ def test_defaults_reproduce_the_study():
 
 
 def test_a_stage_checks_only_its_own_keys_and_log_means_log_loss(tmp_path):
-    """epochs = 0 stops the train stage, not sgd_cv; 'log' is scikit-learn < 1.1's spelling."""
     (tmp_path / "params.yaml").write_text("epochs: 0\nseed: 1\nsgd: {loss: log, max_iter: 5, folds: 5}\n")
     p = params.load("sgd", "seed", path=tmp_path / "params.yaml")
     assert (p.seed, p.sgd.loss, p.sgd.max_iter) == (1, "log_loss", 5)

@@ -10,33 +10,26 @@ from stages.data import CLASS_NAMES, IMAGES_MAGIC, LABELS_MAGIC, parse_idx, read
 from stages.prepare import describe, scale_and_flatten
 
 
-def idx_bytes(magic: int, array: np.ndarray) -> bytes:
-    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
 def test_reads_idx_files_and_names_a_truncated_one_with_its_size(tmp_path, dataset):
     images, labels = np.arange(3 * 28 * 28).reshape(3, 28, 28) % 256, np.array([9, 0, 3])
-    (tmp_path / "images").write_bytes(idx_bytes(IMAGES_MAGIC, images))
-    (tmp_path / "labels").write_bytes(idx_bytes(LABELS_MAGIC, labels))
+    for name, magic, array in (("images", IMAGES_MAGIC, images), ("labels", LABELS_MAGIC, labels)):
+        header = b"".join(n.to_bytes(4, "big") for n in (magic, *array.shape))
+        (tmp_path / name).write_bytes(header + array.astype(np.uint8).tobytes())
     got_images, got_labels = read_images_and_labels(tmp_path / "images", tmp_path / "labels")
     assert got_images.dtype == np.uint8
     np.testing.assert_array_equal(got_images, images)
     np.testing.assert_array_equal(got_labels, labels)
+    with pytest.raises(UserError, match=r"^x: 2358 bytes, but its header \(3, 28, 28\) needs 2368: the file"):
+        parse_idx((tmp_path / "images").read_bytes()[:-10], IMAGES_MAGIC, "x")
     real = parse_idx(gzip.decompress((dataset / "t10k-labels-idx1-ubyte.gz").read_bytes()), LABELS_MAGIC)
     assert np.bincount(real).tolist() == [1000] * 10
-    truncated = idx_bytes(IMAGES_MAGIC, np.zeros((2, 28, 28)))[:-10]
-    with pytest.raises(UserError, match=r"^x: 1574 bytes, but its header \(2, 28, 28\) needs 1584: the"):
-        parse_idx(truncated, IMAGES_MAGIC, "x")
 
 
 def test_scales_to_unit_interval_as_float32_and_flattens_row_major():
-    images = (np.arange(3 * 784).reshape(3, 28, 28) % 256).astype(np.uint8)
-    images[0], images[1] = 0, 255
+    images = (np.arange(3 * 784).reshape(3, 28, 28) % 256).astype(np.uint8)  # every value 0 to 255
     x = scale_and_flatten(images)
-    assert x.shape == (3, 784) and x.dtype == np.float32
-    assert x[0].max() == 0.0 and x[1].min() == 1.0
-    np.testing.assert_allclose(x[2] * 255, images[2].reshape(-1), atol=1e-4)  # pixel (r, c) at 28 * r + c
+    assert x.shape == (3, 784) and x.dtype == np.float32 and (x.min(), x.max()) == (0.0, 1.0)
+    np.testing.assert_allclose(x * 255, images.reshape(3, -1), atol=1e-4)  # pixel (r, c) at 28 * r + c
 
 
 def test_describe_counts_every_class_by_name():
