@@ -81,7 +81,7 @@ def rounded(report: Any, key: str = "") -> Any:
 
 @contextlib.contextmanager
 def reading(path: str | os.PathLike, kind: str) -> Iterator[None]:
-    """A failure to read the stage input `path` (missing, unreadable, not `kind`): one line, what makes it."""
+    """A failure to read stage input `path` (missing, unreadable, not `kind`) as one line: what makes it."""
     path = Path(path)
     maker = next((stage for stage, outs in OUTPUTS.items() for out in outs if out in (path, *path.parents)),
                  None)

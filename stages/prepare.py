@@ -1,4 +1,4 @@
-"""Stage 2: the IDX images as float32 rows of 784 pixels in [0, 1], described (metrics/data.json), shown."""
+"""Stage 2: the IDX images as float32 rows of 784 values in [0, 1], described (metrics/data.json), drawn."""
 
 import numpy as np
 
