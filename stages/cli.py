@@ -34,9 +34,8 @@ def remove(path: Path) -> None:
 
 
 def run(main: Callable[[], None]) -> None:
-    """Run a stage's `main`: its outputs appear together when it returns, or not at all (an error or
-    an interruption at any point leaves them as they were); exit 1 with one line on a UserError or a
-    full disk, 130 on Ctrl-C or SIGTERM."""
+    """Run a stage's `main`: its outputs appear together when it returns, or not at all (an error or an
+    interruption); exit 1 with one line on a UserError or a full disk, 130 on Ctrl-C or SIGTERM."""
     global _pending
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill`, DVC's queue: unwinds like Ctrl-C
     _pending, finished = [], []

@@ -48,15 +48,12 @@ OUTPUTS: dict[str, tuple[Path, ...]] = {
     "summary": (SUMMARY_METRICS,),
 }
 
-# Keras reads and, on first import, writes ~/.keras/keras.json (which can change the backend or the
-# float type); Matplotlib (which Keras imports) reads ~/.config/matplotlib and caches fonts in
-# ~/.cache. Experiments run in parallel by `dvc queue start -j N` would share those files, so both
-# homes point into the workspace (git-ignored; each queued experiment runs in its own copy).
-STAGE_HOME = Path(".dvc/tmp/stage-home")
-
 
 def isolate() -> None:
-    home = STAGE_HOME.resolve()
+    """Keras's and Matplotlib's homes in the workspace: Keras reads and, on first import, writes ~/.keras
+    (keras.json can change the backend or float type); Matplotlib reads ~/.config/matplotlib and caches
+    fonts in ~/.cache. Experiments run in parallel by `dvc queue start -j N` would share those files."""
+    home = Path(".dvc/tmp/stage-home").resolve()
     os.environ.update(KERAS_HOME=str(home / "keras"), MPLCONFIGDIR=str(home / "matplotlib"),
                       KERAS_BACKEND="tensorflow")  # the stages use TensorFlow directly
     for name in ("KERAS_MAX_EPOCHS", "KERAS_MAX_STEPS_PER_EPOCH", "MATPLOTLIBRC"):
@@ -72,8 +69,7 @@ LOSS_DIGITS = 5
 
 
 def rounded(report: Any, key: str = "") -> Any:
-    """`report` with each float rounded: a loss (a key naming `loss`) to LOSS_DIGITS significant
-    digits, any other figure (an accuracy, or its spread) to ACCURACY_DECIMALS decimals."""
+    """`report`, each float rounded: LOSS_DIGITS for a loss (its key names `loss`), else ACCURACY_DECIMALS."""
     if isinstance(report, dict):
         return {name: rounded(value, name) for name, value in report.items()}
     if isinstance(report, list):
@@ -85,8 +81,7 @@ def rounded(report: Any, key: str = "") -> Any:
 
 @contextlib.contextmanager
 def reading(path: str | os.PathLike, kind: str) -> Iterator[None]:
-    """Turn a failure to read the stage input `path` (missing, unreadable, or not `kind`) into one line
-    with the command that makes it."""
+    """A failure to read stage input `path` (missing, unreadable, not `kind`) as one line: what makes it."""
     path = Path(path)
     maker = next((stage for stage, outs in OUTPUTS.items() for out in outs if out in (path, *path.parents)),
                  None)
@@ -102,9 +97,8 @@ def reading(path: str | os.PathLike, kind: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling of `path` to write (with its suffix: Keras checks for `.keras`); put it
-    in place of `path` if the block succeeds (in a stage, with the others at its end: stages.cli.run),
-    remove it if not. An output thus appears whole under its final name or not at all."""
+    """Yield a temporary sibling of `path` to write (with its suffix: Keras checks for `.keras`), put in its
+    place if the block succeeds (in a stage, with the others at its end: stages.cli.run), removed if not."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Named before it exists, so that an interruption at any point removes whatever was created.

@@ -1,10 +1,7 @@
-"""Stage 1: the four Fashion-MNIST files from the first source where all of them verify.
-
-Sources, in order, are local directories (Debian's dataset-fashion-mnist first) or http(s) mirrors,
-fetched by pooch (retries; requests' timeout, in seconds without data, and its HTTPS checks: behind a
-proxy that re-signs TLS, point REQUESTS_CA_BUNDLE at its certificate). data/raw/ holds the decompressed
-payloads, verified against their sha256: mirrors recompress, the payloads are the same everywhere.
-"""
+"""Stage 1: the four Fashion-MNIST files from the first source where all of them verify. Sources, in
+order, are local directories (Debian's dataset-fashion-mnist first) or http(s) mirrors, fetched by pooch
+(retries; requests' timeout, in seconds without data, and its HTTPS checks: behind a proxy that re-signs
+TLS, point REQUESTS_CA_BUNDLE at its certificate). data/raw/ holds the payloads (stages.data.FILES)."""
 
 import functools
 import gzip

@@ -9,13 +9,14 @@ import zipfile
 from stages.cli import UserError
 from stages.data import MODEL, isolate, reading
 
+INFERENCE_BATCH = 1024  # validation and evaluation only read the weights: their batch size changes no result
+
 
 def import_keras(seed: int | None = None):
     """Keras with deterministic kernels, Python, NumPy and TensorFlow seeded by `seed`."""
     if "keras" not in sys.modules:  # noqa: TID251 (read only: Keras and TensorFlow read their environment at import)
-        # TensorFlow's documented log filter: 3 hides its C++ INFO, WARNING and ERROR lines, such as
-        # every run's meaningless `E0000 ... use_unbounded_threadpool` (real failures still raise).
-        # absl's and oneDNN's notes come before it applies: no documented setting hides them.
+        # TensorFlow's documented log filter: 3 hides its C++ lines, such as every run's meaningless `E0000
+        # ... use_unbounded_threadpool` (failures still raise; absl's, oneDNN's notes come before it applies).
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         isolate()
     import keras
@@ -38,9 +39,7 @@ def save_model(net, path: str | os.PathLike) -> None:
     with zipfile.ZipFile(path, "w") as archive:
         for info, data in members:
             if info.filename == "metadata.json":
-                metadata = json.loads(data)
-                metadata.pop("date_saved", None)
-                data = json.dumps(metadata).encode()
+                data = json.dumps({k: v for k, v in json.loads(data).items() if k != "date_saved"}).encode()
             elif info.filename == "config.json":
                 data = re.sub(rb'"shared_object_id": (\d+)',
                               lambda m: b'"shared_object_id": %d' % ids.setdefault(m[1], len(ids) + 1), data)

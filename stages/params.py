@@ -1,6 +1,5 @@
-"""params.yaml, read safely and validated before any stage does work. Each stage asks only for the
-keys it declares in dvc.yaml, so a bad value of one stage's param never stops another stage, and
-every message names the key, the value and what is allowed."""
+"""params.yaml, read safely and validated before any stage does work. Each stage asks only for the keys
+it declares in dvc.yaml: a bad value of one stage's param never stops another stage."""
 
 import os
 import re
@@ -13,6 +12,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from stages.cli import UserError
 
 PARAMS_FILE = "params.yaml"
+LOSSES = ("log_loss", "hinge", "modified_huber", "squared_hinge", "perceptron")  # sgd.loss's choices
 
 
 class Section(BaseModel):
@@ -36,9 +36,6 @@ class Download(Section):
 
 class Split(Section):
     test_size: float = Field(gt=0, lt=1, description="a number in (0, 1)")
-
-
-LOSSES = ("log_loss", "hinge", "modified_huber", "squared_hinge", "perceptron")
 
 
 class SGD(Section):

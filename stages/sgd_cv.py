@@ -17,12 +17,8 @@ PARAMS = ("seed", "sgd")
 
 def cross_validate_sgd(x: np.ndarray, y: np.ndarray, loss: str, max_iter: int, folds: int, seed: int) -> dict:
     """Fold accuracies of `SGDClassifier(loss, max_iter, random_state=seed)`, as the study computes them.
-
-    The folds, and within each fold the ten one-vs-rest fits, run on all cores in threads:
-    scikit-learn's SGD loop releases the GIL, so threads share the memory-mapped `x` instead of
-    each worker process reading its own copy, and a last fold left alone still uses every core.
-    Results do not depend on the number of threads (each one-vs-rest fit's seed is drawn first).
-    """
+    Folds and their ten one-vs-rest fits run in threads on all cores (SGD releases the GIL): they share the
+    memory-mapped `x`, a last fold alone uses every core; each fit's seed is drawn first: same results."""
     model = SGDClassifier(loss=loss, max_iter=max_iter, random_state=seed, n_jobs=-1)
     with warnings.catch_warnings(record=True) as caught, parallel_config(backend="threading"):
         warnings.simplefilter("always", ConvergenceWarning)
@@ -32,11 +28,8 @@ def cross_validate_sgd(x: np.ndarray, y: np.ndarray, loss: str, max_iter: int, f
         print(f"note: SGD stopped at max_iter={max_iter} before converging in {not_converged} of "
               f"{folds} folds (ConvergenceWarning)")
     accuracies = scores["test_score"]
-    return {
-        "mean": float(np.mean(accuracies)),
-        "std": float(np.std(accuracies)),
-        "folds": [float(a) for a in accuracies],
-    }
+    return {"mean": float(np.mean(accuracies)), "std": float(np.std(accuracies)),
+            "folds": [float(a) for a in accuracies]}
 
 
 def main() -> None:

@@ -1,6 +1,5 @@
-"""Stage 3: split the prepared training samples into train and validation, stored as two index arrays,
-not as copies of the images: DVC then hashes and caches half a megabyte instead of 190 MB, and train
-and evaluate take their rows from data/prepared by memory mapping."""
+"""Stage 3: the prepared training samples split into train and validation as two index arrays, not copies
+of the images: DVC caches half a megabyte instead of 190 MB; train and evaluate memory-map their rows."""
 
 import numpy as np
 from sklearn.model_selection import train_test_split

@@ -1,5 +1,5 @@
-"""Stage 7: the study's figures in one metrics file: SGD logistic regression beside the Keras network.
-The three accuracies the study compares come first: `dvc exp show` orders its columns so."""
+"""Stage 7: the study's figures in one metrics file, the three accuracies it compares first (as `dvc exp show`
+orders its columns): SGD logistic regression beside the Keras network."""
 
 from stages.cli import run
 from stages.data import EVALUATE_REPORT, SGD_CV_REPORT, SUMMARY_METRICS, TRAIN_REPORT, read_json, write_json

@@ -8,12 +8,11 @@ import numpy as np
 from stages import params
 from stages.cli import run
 from stages.data import MODEL, TRAIN_HISTORY_PLOT, TRAIN_REPORT, atomic_path, load_split, write_json
-from stages.keras_model import import_keras, save_model
+from stages.keras_model import INFERENCE_BATCH, import_keras, save_model
 
 PARAMS = ("seed", "epochs", "batch_size", "model")
 N_CLASSES = 10
 STEPS_PER_EXECUTION = 50  # batches per TensorFlow graph call: the same math, far less dispatch
-VALIDATION_BATCH = 1024  # validation only reads the weights: its batch size changes no weight
 OPTIMIZERS = {"rmsprop": "RMSprop", "adam": "Adam", "sgd": "SGD"}  # params name: keras.optimizers
 
 
@@ -36,16 +35,15 @@ def build_model(keras, model: params.Model):
     return net
 
 
-def train(
-    keras, model: params.Model, x_train: np.ndarray, y_train: np.ndarray,
-    x_val: np.ndarray, y_val: np.ndarray, epochs: int, batch_size: int, callbacks: Sequence = (),
-) -> tuple[object, dict[str, list[float]]]:
+def train(keras, model: params.Model, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
+          y_val: np.ndarray, epochs: int, batch_size: int,
+          callbacks: Sequence = ()) -> tuple[object, dict[str, list[float]]]:
     """Fit a new network; return it and its per-epoch history (loss, accuracy, val_loss, val_accuracy)."""
     net = build_model(keras, model)
     history = net.fit(
         x_train, y_train,
         validation_data=(x_val, y_val),
-        validation_batch_size=VALIDATION_BATCH,
+        validation_batch_size=INFERENCE_BATCH,
         epochs=epochs,
         batch_size=batch_size,
         callbacks=list(callbacks),
@@ -61,10 +59,8 @@ def main() -> None:
     keras = import_keras(p.seed)
     with atomic_path(TRAIN_HISTORY_PLOT) as history_csv:
         # Keras's CSVLogger writes a row per epoch (epoch counted from 0, as Keras counts).
-        net, history = train(
-            keras, p.model, x_train, y_train, x_val, y_val, p.epochs, p.batch_size,
-            callbacks=[keras.callbacks.CSVLogger(history_csv)],
-        )
+        net, history = train(keras, p.model, x_train, y_train, x_val, y_val, p.epochs, p.batch_size,
+                             callbacks=[keras.callbacks.CSVLogger(history_csv)])
     with atomic_path(MODEL) as tmp:
         save_model(net, tmp)
     write_json(TRAIN_REPORT, {

@@ -7,6 +7,9 @@ import signal
 import pytest
 
 from stages.cli import UserError, run
+from stages.data import atomic_path, write_json
+
+PREVIOUS = "the previous run's\n"
 
 
 @pytest.fixture(autouse=True)
@@ -17,93 +20,40 @@ def keep_sigterm():
     signal.signal(signal.SIGTERM, previous)
 
 
-def test_a_finished_stage_returns_with_its_output(capsys):
-    def main():
-        print("accuracy 0.83")
+@pytest.mark.parametrize("stop, ends, err", [
+    (None, None, ""),
+    (UserError("epochs = 0 is not allowed"), 1, "error: epochs = 0 is not allowed\n"),
+    (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "data/raw"), 1,
+     "error: No space left on device (data/raw); free some space, then run again\n"),
+    (KeyboardInterrupt(), 130, "interrupted: nothing was written\n"),
+    ("SIGTERM", 130, "interrupted: nothing was written\n"),  # `kill <pid>`, what DVC's queue sends too
+    # A bug is a traceback for the developer, not a one-line message; nor is another OS error a full disk.
+    (ZeroDivisionError(), ZeroDivisionError, ""),
+    (PermissionError(errno.EACCES, "denied", "data/raw"), PermissionError, ""),
+], ids=["finished", "user-error", "full-disk", "ctrl-c", "sigterm", "bug", "not-a-full-disk"])
+def test_a_stage_s_outputs_appear_together_when_it_finishes_or_not_at_all(stop, ends, err, tmp_path, capsys):
+    """Stopped: one line and exit 1 or 130 (a bug: raised as is); the previous output stays, no temporary."""
+    (tmp_path / "report.json").write_text(PREVIOUS)
 
-    assert run(main) is None
-    assert capsys.readouterr() == ("accuracy 0.83\n", "")
-
-
-def test_a_user_error_is_one_line_and_exit_1(capsys):
     def main():
         print("last words", flush=True)
-        raise UserError("params.yaml: epochs = 0 is not allowed")
-
-    with pytest.raises(SystemExit) as exited:
-        run(main)
-    assert exited.value.code == 1
-    assert capsys.readouterr() == ("last words\n", "error: params.yaml: epochs = 0 is not allowed\n")
-
-
-@pytest.mark.parametrize("interrupt", ["ctrl-c", "sigterm"])
-def test_an_interruption_is_one_line_and_exit_130(interrupt, capsys):
-    def main():
-        if interrupt == "ctrl-c":
-            raise KeyboardInterrupt
-        signal.raise_signal(signal.SIGTERM)  # `kill <pid>`, what DVC's queue sends too
-
-    with pytest.raises(SystemExit) as exited:
-        run(main)
-    assert exited.value.code == 130
-    assert capsys.readouterr().err == "interrupted: nothing was written\n"
-
-
-def test_any_other_error_is_not_hidden():
-    """A bug is a traceback for the developer, not a one-line message."""
-    def main():
-        raise ZeroDivisionError
-
-    with pytest.raises(ZeroDivisionError):
-        run(main)
-
-
-def test_a_full_disk_is_one_line_and_exit_1(capsys):
-    def main():
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "data/.raw-tmp-x/train-images-idx3-ubyte")
-
-    with pytest.raises(SystemExit) as exited:
-        run(main)
-    assert exited.value.code == 1
-    where = "data/.raw-tmp-x/train-images-idx3-ubyte"
-    expected = f"error: No space left on device ({where}); free some space, then run again\n"
-    assert capsys.readouterr().err == expected
-
-    def denied():
-        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), "data/raw")
-
-    with pytest.raises(PermissionError):  # other OS errors are not taken for a full disk
-        run(denied)
-
-
-def test_a_stage_s_outputs_appear_together_when_it_ends(tmp_path):
-    from stages.data import atomic_path, write_json
-
-    def names():
-        return sorted(p.name for p in tmp_path.iterdir())
-
-    def main():
         write_json(tmp_path / "report.json", {"accuracy": 0.5})
         with atomic_path(tmp_path / "arrays", directory=True) as arrays:
             (arrays / "x.npy").write_bytes(b"x")
-        assert [name for name in names() if not name.startswith(".")] == []  # finished, not yet in place
+        # Both finished, neither in place yet.
+        assert (tmp_path / "report.json").read_text() == PREVIOUS and not (tmp_path / "arrays").exists()
+        if stop == "SIGTERM":
+            signal.raise_signal(signal.SIGTERM)
+        elif stop:
+            raise stop
 
-    run(main)
-    assert names() == ["arrays", "report.json"]
-
-
-@pytest.mark.parametrize("stop", [KeyboardInterrupt, UserError("bad input")],
-                         ids=["interrupted", "user-error"])
-def test_a_stage_stopped_after_an_output_leaves_the_previous_one(stop, tmp_path):
-    from stages.data import write_json
-
-    (tmp_path / "report.json").write_text("the previous run's\n")
-
-    def main():
-        write_json(tmp_path / "report.json", {"accuracy": 0.5})
-        raise stop
-
-    with pytest.raises(SystemExit):
-        run(main)
-    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temporary left either
-    assert (tmp_path / "report.json").read_text() == "the previous run's\n"
+    if ends is None:
+        assert run(main) is None
+    else:
+        with pytest.raises(ends if isinstance(ends, type) else SystemExit) as raised:
+            run(main)
+        assert isinstance(ends, type) or raised.value.code == ends
+    assert capsys.readouterr() == ("last words\n", err)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == (["report.json"] if ends else ["arrays", "report.json"])
+    assert (tmp_path / "report.json").read_text() == (PREVIOUS if ends else '{\n  "accuracy": 0.5\n}\n')
