@@ -146,6 +146,8 @@ class QueuedExperiments:
     applied and committed."""
 
     project: Path
+    home: Path  # HOME and TMPDIR of the queue: empty directories at its start
+    tmpdir: Path
     queued: str  # what `dvc exp run --queue` printed
     two_at_once: bool  # two experiment workspaces (.dvc/tmp/exps) seen at the same time
     runs: dict[int, dict]  # by epochs: name, rev, state, metrics; "log" (`dvc queue logs`) of the applied one
@@ -201,7 +203,7 @@ def queued_experiments(reference: Path, tmp_path_factory: pytest.TempPathFactory
         rows = loss["content"]["data"]["values"]
         histories = {key: [(row["epoch"], row["loss"], row["val_loss"]) for row in rows
                            if row["rev"] == rev and row["field"] == "loss"] for key, rev in revs.items()}
-        yield QueuedExperiments(project, queued, two_at_once, runs, histories)
+        yield QueuedExperiments(project, home, tmpdir, queued, two_at_once, runs, histories)
     finally:
         dvc(project, "queue", "stop", "--kill", check=False, env=env)  # no worker outlives the tests
 
