@@ -49,18 +49,22 @@ def pytest_configure() -> None:
 
 
 # `make test` runs the suite in parallel (pytest-xdist, `-n auto --dist loadgroup`). Each worker builds
-# the session fixtures its tests use: the tests of the team's store and of the concurrent run go to
-# one worker, those of the reference run and its queued experiments to another, the rest by file
-# (so a module's fixture is built once).
-SHARED_RUNS = {"team": ("team", "store", "concurrent_run"), "pipeline": ("reference_run",)}
+# the session fixtures its tests use: the tests of the reference run and its queued experiments go to
+# one worker, those of the team's store and the concurrent run to another, the rest by file (a
+# module's fixture is built once). The two long groups come first, so that they start at once.
+SHARED_RUNS = {"pipeline": ("reference_run",), "team": ("team", "store", "concurrent_run")}
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def group(item: pytest.Item) -> str:
+        shared = [name for name, fixtures in SHARED_RUNS.items() if set(fixtures) & set(item.fixturenames)]
+        return shared[-1] if shared else item.path.name  # team's fixture reads the reference run
+
     for item in items:
-        group = next((name for name, fixtures in SHARED_RUNS.items()
-                      if set(fixtures) & set(item.fixturenames)), item.path.name)
-        item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group(group(item)))
+    order = list(SHARED_RUNS)
+    items.sort(key=lambda item: order.index(group(item)) if group(item) in order else len(order))
 
 
 @pytest.fixture(scope="session")
