@@ -1,13 +1,7 @@
 """Write the fault table of tests/reliability/README.md: each fault class, its distinct cases, what
-the user sees.
-
-    python -m tests.reliability.count_cases           # rewrite the table between its markers
-    python -m tests.reliability.count_cases --check   # exit 1 if the file's table is stale
-
-A case is one collected test of tests/reliability: each parametrized value is a distinct fault and
-counts once; a test marked `control` (a happy path or a control that makes a fault test meaningful)
-runs but is not counted. The class and what the user sees are each module's FAULT_CLASS and USER_SEES.
-"""
+the user sees. `--check`: exit 1 if the file's table is stale. A case is a collected test (each
+parametrized value counts once) not marked `control`; the class and what the user sees are each
+module's FAULT_CLASS and USER_SEES."""
 
 import argparse
 import contextlib
@@ -18,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from scripts.doc_tables import replace_block
+
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
-START, END = "<!-- fault-table:start -->", "<!-- fault-table:end -->"
 ORDER = ["test_download_faults", "test_data_faults", "test_missing_inputs", "test_params_faults",
          "test_interruption", "test_determinism", "test_concurrency", "test_safety", "test_store_faults"]
 
@@ -32,11 +27,10 @@ class Collector:
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         for item in items:
-            if not hasattr(item.module, "FAULT_CLASS"):  # no fault class: e.g. this table's own test
-                continue
-            name = item.module.__name__.rsplit(".", 1)[-1]
-            self.modules[name] = item.module
-            self.cases[name] += item.get_closest_marker("control") is None
+            if hasattr(item.module, "FAULT_CLASS"):  # not, e.g., this table's own test
+                name = item.module.__name__.rsplit(".", 1)[-1]
+                self.modules[name] = item.module
+                self.cases[name] += item.get_closest_marker("control") is None
 
 
 def table() -> str:
@@ -53,24 +47,17 @@ def table() -> str:
     return "\n".join(rows)
 
 
-def with_table(document: str, text: str) -> str:
-    head, rest = document.split(START)
-    return f"{head}{START}\n{text}\n{END}{rest.split(END)[1]}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the table in the file is stale")
-    args = parser.parse_args()
     document = README.read_text()
-    updated = with_table(document, table())
-    if args.check:
-        if updated != document:
-            print(f"error: {README.relative_to(HERE.parents[1])} is stale: run "
-                  "`python -m tests.reliability.count_cases`", file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(updated)
+    updated = replace_block(document, "fault-table", table() + "\n")
+    if not parser.parse_args().check:
+        README.write_text(updated)
+    elif updated != document:
+        print(f"error: {README.relative_to(HERE.parents[1])} is stale: run "
+              "`python -m tests.reliability.count_cases`", file=sys.stderr)
+        return 1
     return 0
 
 
