@@ -1,18 +1,12 @@
 """Loopback HTTP(S) mirrors for the download tests: a server on 127.0.0.1 whose behaviour answers each
-GET, with a certificate of a test authority (trustme) if given, which requests is told to trust through
-REQUESTS_CA_BUNDLE, as a user behind a private authority would."""
+GET; with a TLS context (a certificate of a test authority, which the client is told to trust through
+REQUESTS_CA_BUNDLE), it serves HTTPS."""
 
 import contextlib
-import hashlib
 import http.server
 import ssl
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
-
-import trustme
-
-from stages.data import FILES
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -47,7 +41,7 @@ class Mirror(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
         self.behaviour, self.requests, self.connections = behaviour, [], 0
         self.closing = threading.Event()  # behaviours that stall wait on it
-        if tls:  # each connection's handshake is then made by accept(): a refused one raises there
+        if tls:  # accept() then makes each handshake: one the client refuses ends there
             self.socket = tls.wrap_socket(self.socket, server_side=True)
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.server_port}/"
 
@@ -69,28 +63,3 @@ def serving(behaviour: Callable[[Handler, str], None], tls: ssl.SSLContext | Non
         server.closing.set()
         server.shutdown()
         server.server_close()
-
-
-def files_of(directory: Path) -> Callable[[Handler, str], None]:
-    """A mirror's behaviour: GET /<name> answers `directory/<name>`, or 404."""
-    return lambda h, name: h.send(200, (directory / name).read_bytes()) if (directory / name).is_file() \
-        else h.send(404)
-
-
-def new_authority(directory: Path) -> tuple[trustme.CA, Path]:
-    """A new certificate authority, and its certificate as a file for REQUESTS_CA_BUNDLE."""
-    authority = trustme.CA()
-    authority.cert_pem.write_to_path(str(directory / "ca.pem"))
-    return authority, directory / "ca.pem"
-
-
-def tls(authority: trustme.CA, host: str = "127.0.0.1", **validity: object) -> ssl.SSLContext:
-    """A server's TLS context with a certificate of `authority` for `host` (not_before, not_after)."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert(host, **validity).configure_cert(context)
-    return context
-
-
-def verified(directory: Path) -> bool:
-    """`directory` holds the four payloads, each with its sha256, and nothing else."""
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir()} == FILES

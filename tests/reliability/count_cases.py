@@ -1,10 +1,10 @@
-"""Write the fault table of tests/reliability/README.md: each fault class, its distinct cases, what
-the user sees. `--check`: exit 1 if the file's table is stale. A case is a collected test (each
-parametrized value counts once) not marked `control`; the class and what the user sees are each
-module's FAULT_CLASS and USER_SEES."""
+"""Write the fault table of tests/reliability/README.md (`--check`: exit 1 if it is stale): for each
+module's FAULT_CLASS, its cases and USER_SEES. A case is a collected test, each parametrized value
+counted once, not marked `control` (a happy path, or a control that makes a fault test meaningful)."""
 
 import argparse
 import contextlib
+import importlib
 import io
 import sys
 from collections import Counter
@@ -20,30 +20,20 @@ ORDER = ["test_download_faults", "test_data_faults", "test_missing_inputs", "tes
          "test_interruption", "test_determinism", "test_concurrency", "test_safety", "test_store_faults"]
 
 
-class Collector:
-    def __init__(self) -> None:
-        self.cases: Counter = Counter()
-        self.modules: dict[str, object] = {}
-
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        for item in items:
-            if hasattr(item.module, "FAULT_CLASS"):  # not, e.g., this table's own test
-                name = item.module.__name__.rsplit(".", 1)[-1]
-                self.modules[name] = item.module
-                self.cases[name] += item.get_closest_marker("control") is None
-
-
 def table() -> str:
-    collector = Collector()
-    with contextlib.redirect_stdout(io.StringIO()):
-        code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", str(HERE)], plugins=[collector])
+    listing = io.StringIO()
+    with contextlib.redirect_stdout(listing):  # `path::test[value]`, a line per collected case
+        code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "-m", "not control", str(HERE)])
     if code != 0:
         raise SystemExit(f"error: collecting {HERE} failed (pytest exit {code})")
+    lines = listing.getvalue().splitlines()
+    cases = Counter(Path(line.split("::")[0]).stem for line in lines if "::" in line)
+    modules = {name: importlib.import_module(f"tests.reliability.{name}") for name in cases}
+    counted = sorted((name for name, module in modules.items() if hasattr(module, "FAULT_CLASS")),
+                     key=lambda name: ORDER.index(name) if name in ORDER else len(ORDER))
     rows = ["| Fault class | Cases | What the user sees |", "| --- | ---: | --- |"]
-    for name in sorted(collector.modules, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
-        module = collector.modules[name]
-        rows.append(f"| {module.FAULT_CLASS} | {collector.cases[name]} | {module.USER_SEES} |")
-    rows.append(f"| **total** | **{sum(collector.cases.values())}** | |")
+    rows += [f"| {modules[n].FAULT_CLASS} | {cases[n]} | {modules[n].USER_SEES} |" for n in counted]
+    rows.append(f"| **total** | **{sum(cases[name] for name in counted)}** | |")
     return "\n".join(rows)
 
 

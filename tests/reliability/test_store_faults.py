@@ -122,13 +122,9 @@ def test_a_store_fault_gives_dvc_s_error_and_changes_nothing(fault, fault_runs):
         assert seconds < 90  # DVC's retries of a store that does not answer: about 10 s
 
 
-def test_store_stopped_during_a_push_then_the_push_completes(tmp_path):
-    project = copy_project(tmp_path / "a", {"download.sources": [str(DATASET)]},
-                           origin=tmp_path / "origin.git")
-    dvc(project, "repro", "download")
-    git(project, "add", "-A")
-    git(project, "commit", "-qm", "download")
-    git(project, "push", "-q", "origin", "main")
+def test_store_stopped_during_a_push_then_the_push_completes(shared, tmp_path):
+    _, shared_project, origin = shared
+    project = shutil.copytree(shared_project, tmp_path / "a", symlinks=True)
     before = (git(project, "status", "--porcelain"), digests(project, LOCAL))
     # Slowed to 20 MB/s, the push lasts about 3 s: long enough to stop the store in its middle.
     store = Store(tmp_path / "store", extra_args=("--bwlimit", "20M")).start()
@@ -156,7 +152,7 @@ def test_store_stopped_during_a_push_then_the_push_completes(tmp_path):
     store.extra_args = ()
     store.start()
     dvc(project, "push")
-    b = clone(tmp_path / "origin.git", tmp_path / "b")
+    b = clone(origin, tmp_path / "b")
     store.configure(b)
     dvc(b, "pull", "download")
     store.stop()
