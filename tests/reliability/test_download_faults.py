@@ -1,6 +1,6 @@
-"""The download stage against loopback HTTP(S) mirrors (tests/mirrors.py): each fault a user can meet, and
-as controls its happy paths. HTTPS mirrors hold certificates of a test authority that requests trusts
-through REQUESTS_CA_BUNDLE, as behind a private authority; nothing turns verification off."""
+"""The download stage against loopback HTTP(S) mirrors (tests/mirrors.py): its faults, and as controls its
+happy paths. A test authority's certificates, trusted through REQUESTS_CA_BUNDLE as behind a private
+authority: nothing turns verification off."""
 
 import contextlib
 import datetime
@@ -15,7 +15,6 @@ import struct
 import subprocess
 import sys
 import termios
-import threading
 import time
 
 import pytest
@@ -25,6 +24,7 @@ from tqdm import tqdm
 
 from scripts.toolkit import REPO, closed_port_url, run_stages_here, wait_for
 from stages import download as stage
+from stages.cli import run as run_stage
 from stages.data import FILES
 from tests.mirrors import serving
 
@@ -48,7 +48,6 @@ def mirror():
 
 @pytest.fixture
 def authority(tmp_path, monkeypatch) -> trustme.CA:
-    """A test authority that requests trusts (REQUESTS_CA_BUNDLE)."""
     authority = trustme.CA()
     authority.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "ca.pem"))
@@ -56,7 +55,6 @@ def authority(tmp_path, monkeypatch) -> trustme.CA:
 
 
 def tls(authority: trustme.CA, host: str = "127.0.0.1", **validity: object) -> ssl.SSLContext:
-    """A server's TLS context: a certificate of `authority` for `host` (not_before, not_after)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     authority.issue_cert(host, **validity).configure_cert(context)
     return context
@@ -71,12 +69,11 @@ def stalled(h, name):  # headers and some data, then silence
     h.server.closing.wait(30)
 
 
-def verified(directory) -> bool:
-    """`directory` holds the four payloads, each with its sha256, and nothing else."""
+def verified(directory) -> bool:  # the four payloads, each with its sha256, and nothing else
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir()} == FILES
 
 
-NOT_GZIP = "{url}" + FIRST + ".gz is not a valid gzip file ({why})"
+NOT_GZIP = "{url}" + FIRST + ".gz is not a valid gzip file "
 SHA256 = ("SHA256 hash of downloaded file ({}) does not match the known hash: expected sha256:{} but got {}. "
           "Deleted download for safety. The downloaded file may have been corrupted or the known hash may be "
           "outdated")
@@ -95,10 +92,9 @@ CASES = {
     "wrong-sha256": (lambda h, n: debian_files(h, "train-labels-idx1-ubyte.gz"), None, 1, 1,
                      SHA256.format(FIRST, FILES[FIRST], FILES["train-labels-idx1-ubyte"])),
     "not-gzip": (lambda h, n: h.send(200, b"<html>Please log in</html>"), None, 1, 1,
-                 NOT_GZIP.replace("{why}", "Not a gzipped file (b'<h')")),
+                 NOT_GZIP + "(Not a gzipped file (b'<h'))"),
     "truncated-gzip": (lambda h, n: h.send(200, GZ[: 1 << 16]), None, 1, 1,
-                       NOT_GZIP.replace("{why}", "Compressed file ended before the end-of-stream marker "
-                                                 "was reached")),
+                       NOT_GZIP + "(Compressed file ended before the end-of-stream marker was reached)"),
     "redirect-loop": (lambda h, n: h.send(302, Location=f"/{n}"), None, 1, 31, "Exceeded 30 redirects"),
     "redirect-to-ftp": (lambda h, n: h.send(301, Location=f"ftp://127.0.0.1/{n}"), None, 1, 1,
                         f"No connection adapters were found for 'ftp://127.0.0.1/{FIRST}.gz'"),
@@ -185,35 +181,26 @@ def test_when_every_source_fails_the_stage_names_each_one(tmp_path, mirror, auth
     assert os.listdir(tmp_path / "data") == []
 
 
-def streaming(root) -> bool:
-    """A .gz is arriving in a temporary of data/raw under `root`."""
-    return any(path.stat().st_size for path in root.glob("data/.raw-tmp-*/*.gz"))
-
-
-def test_ctrl_c_midway_leaves_nothing(tmp_path, mirror, entry_point):
-    """Ctrl-C while a file streams in: one line, exit 130, nothing under data/."""
-    server = mirror(stalled)
-    threading.Thread(target=lambda: wait_for(lambda: streaming(tmp_path), 30)
-                     and os.kill(os.getpid(), signal.SIGINT), daemon=True).start()
-    code, lines = entry_point(lambda: stage.download([server.url], tmp_path / "data/raw", 1, 60), tmp_path)
-    assert (code, lines[-1]) == (130, "interrupted: nothing was written")
-    assert os.listdir(tmp_path / "data") == []
-
-
-def test_a_download_killed_midway_leaves_nothing_under_the_final_name(tmp_path, dataset, mirror):
-    """SIGKILL (the OOM killer): the temporary stays (git-ignored), no data/raw; the next run completes."""
+@pytest.mark.parametrize("sent, code, left", [(signal.SIGINT, 130, []), (signal.SIGKILL, -9, [".raw-tmp-"])],
+                         ids=["ctrl-c", "sigkill"])
+def test_a_download_stopped_midway_leaves_nothing_under_the_final_name(sent, code, left, tmp_path, dataset,
+                                                                       mirror, capfd):
+    """The stage, forked, stopped while a file streams in: Ctrl-C ends with one line and exit 130, nothing
+    under data/; SIGKILL (the OOM killer) cannot clean up its hidden temporary (git-ignored). The next
+    download completes."""
     out = tmp_path / "data" / "raw"
-    child = multiprocessing.get_context("fork").Process(target=stage.download,
-                                                        args=([mirror(stalled).url], out, 1, 60))
+    child = multiprocessing.get_context("fork").Process(
+        target=run_stage, args=(lambda: stage.download([mirror(stalled).url], out, 1, 60),))
     child.start()
     try:
-        assert wait_for(lambda: streaming(tmp_path), 30)
-        os.kill(child.pid, signal.SIGKILL)
+        assert wait_for(lambda: any(p.stat().st_size for p in tmp_path.glob("data/.raw-tmp-*/*.gz")), 30)
+        os.kill(child.pid, sent)
         child.join(30)
     finally:
         child.kill()
-    assert child.exitcode == -signal.SIGKILL
-    assert [p.name[:9] for p in (tmp_path / "data").iterdir()] == [".raw-tmp-"]
+    assert child.exitcode == code and [p.name[:9] for p in (tmp_path / "data").iterdir()] == left
+    if sent == signal.SIGINT:
+        assert capfd.readouterr().err.splitlines()[-1] == "interrupted: nothing was written"
     assert stage.download([str(dataset)], out) == str(dataset) and verified(out)
 
 
