@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.toolkit import DATASET, VENV_BIN, Store, clone, copy_project, digests, dvc, git, venv_env
+from scripts.toolkit import VENV_BIN, Store, clone, copy_project, digests, dvc, git, venv_env
 
 FAULT_CLASS = "store: the shared S3 remote fails, or the disk fills"
 USER_SEES = ("DVC's own `ERROR:` line naming the cause (`Forbidden ... (403)` for a wrong key id or secret, "
@@ -20,7 +20,6 @@ USER_SEES = ("DVC's own `ERROR:` line naming the cause (`Forbidden ... (403)` fo
              "for push and exp push, 1 for pull; no local file or dvc.lock changed; after the fault is gone "
              "the same command completes")
 FORBIDDEN = "Forbidden: An error occurred (403) when calling the HeadObject operation: Forbidden"
-LOCAL = ("data", "dvc.lock", ".dvc/cache")  # what a failed transfer must leave as it was
 NO_BUCKET = ("The specified bucket does not exist: An error occurred (NoSuchBucket) when calling the "
              "ListObjectsV2 operation: The specified bucket does not exist")
 # What each fault changes of the store's variables (a missing bucket: of the remote's URL).
@@ -31,6 +30,7 @@ FAULTS = {
     "store not running": {"AWS_ENDPOINT_URL_S3": "closed port"},
 }
 COMMANDS = {"push": ("push",), "pull": ("pull", "download"), "exp push": ("exp", "push", "origin", "faulty")}
+LOCAL = ("data", "dvc.lock", ".dvc/cache")  # what a failed transfer must leave as it was
 
 
 def expected(fault: str, command: str, endpoint: str) -> tuple[int, list[str]]:
@@ -50,12 +50,12 @@ def expected(fault: str, command: str, endpoint: str) -> tuple[int, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory):
+def shared(tmp_path_factory, dataset):
     """A store holding data/raw (53 MB in 5 objects) of a project whose `download` ran and whose
     experiment `faulty` is on origin; the project's .dvc/config.local points at the store."""
     base = tmp_path_factory.mktemp("store_faults")
     with Store(base / "store") as store:
-        project = copy_project(base / "a", {"download.sources": [str(DATASET)]}, origin=base / "origin.git")
+        project = copy_project(base / "a", {"download.sources": [str(dataset)]}, origin=base / "origin.git")
         store.configure(project)
         dvc(project, "repro", "download")
         git(project, "add", "-A")
@@ -67,30 +67,30 @@ def shared(tmp_path_factory):
         yield store, project, base / "origin.git"
 
 
+def copy(project: Path, root: Path) -> Path:
+    """A copy of `project`, its workspace and Git history, using its cache."""
+    shutil.copytree(project, root, symlinks=True, ignore=shutil.ignore_patterns("cache", "config.local"))
+    (root / ".dvc/config.local").write_text(f"[cache]\n    dir = {project / '.dvc/cache'}\n")
+    return root
+
+
 @pytest.fixture(scope="module")
 def fault_runs(shared, tmp_path_factory):
-    """Each command under each fault, all at once, each in its own copy (DVC locks a project): push and
-    `exp push` in copies sharing the project's cache, pull in a fresh clone with an empty cache."""
+    """Each command under each fault, all at once, each in its own project (DVC locks one): push and
+    `exp push` in copies of the project, pull in a fresh clone with an empty cache."""
     store, project, origin = shared
     base = tmp_path_factory.mktemp("faults")
 
     def attempt(fault: str, command: str, endpoint: str) -> tuple[subprocess.CompletedProcess, float, bool]:
         root = base / f"{fault}-{command}"
-        if command == "pull":
-            clone(origin, root)
-            config = ""
-        else:
-            shutil.copytree(project, root, symlinks=True,  # all but the cache, shared instead
-                            ignore=lambda folder, _: ["cache"] if Path(folder) == project / ".dvc" else [])
-            config = f"[cache]\n    dir = {project / '.dvc/cache'}\n"
+        root = clone(origin, root) if command == "pull" else copy(project, root)
         if fault == "missing bucket":
-            config += """['remote "storage"']\n    url = s3://no-such-bucket/cache\n"""
-        (root / ".dvc/config.local").write_text(config)
+            with (root / ".dvc/config.local").open("a") as config:
+                config.write("""['remote "storage"']\n    url = s3://no-such-bucket/cache\n""")
         env = {**store.env(), **{k: endpoint if v == "closed port" else v for k, v in FAULTS[fault].items()}}
         if fault == "store not running" and command != "push":
-            # botocore's default (legacy) mode tries a refused request 5 times with backoff, ~10 s, and
-            # pull makes two in turn: push shows DVC gives up under the defaults; here one try, as a CI
-            # job sets it (botocore's AWS_MAX_ATTEMPTS), gives the same message in 1 s.
+            # botocore's default mode tries a refused request 5 times with backoff (~10 s; pull makes two
+            # in turn): push shows DVC gives up so; one try (AWS_MAX_ATTEMPTS, as in CI) says the same.
             env["AWS_MAX_ATTEMPTS"] = "1"
         before = (git(root, "status", "--porcelain"), digests(root, LOCAL))
         start = time.monotonic()
@@ -118,24 +118,22 @@ def test_a_store_fault_gives_dvc_s_error_and_changes_nothing(fault, fault_runs):
         code, patterns = expected(fault, command, endpoint)
         assert result.returncode == code and len(errors) == len(patterns), (command, result.stderr)
         assert all(re.fullmatch(p, line) for p, line in zip(patterns, errors, strict=True)), result.stderr
-        assert unchanged, command
-        assert seconds < 90  # DVC's retries of a store that does not answer: about 10 s
+        assert unchanged and seconds < 90, command  # DVC's retries of a store that does not answer: ~10 s
 
 
 def test_store_stopped_during_a_push_then_the_push_completes(shared, tmp_path):
-    _, shared_project, origin = shared
-    project = shutil.copytree(shared_project, tmp_path / "a", symlinks=True)
+    _, project, origin = shared
+    project = copy(project, tmp_path / "a")
     before = (git(project, "status", "--porcelain"), digests(project, LOCAL))
     # Slowed to 20 MB/s, the push lasts about 3 s: long enough to stop the store in its middle.
     store = Store(tmp_path / "store", extra_args=("--bwlimit", "20M")).start()
     store.configure(project)
-    objects = tmp_path / "store/fashion-mnist"
     # One try per request (AWS_MAX_ATTEMPTS): the subject here is what an interrupted transfer leaves.
     push = subprocess.Popen([str(VENV_BIN / "dvc"), "push"], cwd=project, text=True,
                             env=venv_env({"AWS_MAX_ATTEMPTS": "1"}),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        while not [p for p in objects.rglob("*") if p.is_file() and ".partial" not in p.name]:
+        while not [p for p in (tmp_path / "store").rglob("*") if p.is_file() and ".partial" not in p.name]:
             assert push.poll() is None, push.communicate()
             time.sleep(0.01)
     finally:
