@@ -30,9 +30,7 @@ def test_params_yaml_python_tags_are_not_executed(tmp_path, entry_point):
     assert not marker.exists()
 
 
-class Plant:
-    """Unpickling this creates `path`."""
-
+class Plant:  # unpickling it creates `path`
     def __init__(self, path: Path):
         self.path = path
 
