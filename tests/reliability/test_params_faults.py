@@ -67,11 +67,8 @@ def not_allowed(key: str, value: object, why: str, named: str = "") -> str:
     return f"error: params.yaml: {named or f'{key} = {value!r}'} is not allowed: {why} (allowed: {allowed})"
 
 
-def syntax_error(where: str, problem: str) -> str:
-    return f"error: params.yaml: YAML syntax error at {where}: {problem}"
-
-
 NOT_A_MAPPING = "error: params.yaml: expected a mapping of keys to values, got "
+SYNTAX_ERROR = "error: params.yaml: YAML syntax error at line "
 DUPLICATED = DEFAULTS.replace("epochs: 5", "epochs: 5\nepochs: 50")
 # name: (the stage run, params.yaml's text (None: no file), its one line)
 CASES = {
@@ -87,14 +84,14 @@ CASES = {
     "unknown-key": ("train", DEFAULTS.replace("  dropout: 0.0", "  dropout: 0.0\n  dropuot: 0.5"),
                     "error: params.yaml: unknown key model.dropuot"),
     "unclosed-bracket": ("train", DEFAULTS.replace("hidden: []", "hidden: [64, 32"),
-                         syntax_error("line 26, column 3", "expected ',' or ']', but got '<scalar>'")),
+                         f"{SYNTAX_ERROR}26, column 3: expected ',' or ']', but got '<scalar>'"),
     "tab-indent": ("sgd_cv", DEFAULTS.replace("  loss: log_loss", "\tloss: log_loss"),
-                   syntax_error("line 20, column 1", "found character '\\t' that cannot start any token")),
+                   f"{SYNTAX_ERROR}20, column 1: found character '\\t' that cannot start any token"),
     "bad-indent": ("split", DEFAULTS.replace("epochs: 5", "epochs: 5\n  batch: 3"),
-                   syntax_error("line 5, column 8", "mapping values are not allowed here")),
+                   f"{SYNTAX_ERROR}5, column 8: mapping values are not allowed here"),
     # Run without DVC, a stage refuses it too (yaml.safe_load alone would keep the last).
-    "duplicated-key": ("split", DUPLICATED, syntax_error(
-        "line 5, column 1", "key 'epochs' is given twice (first at line 4); keep one")),
+    "duplicated-key": ("split", DUPLICATED,
+                       f"{SYNTAX_ERROR}5, column 1: key 'epochs' is given twice (first at line 4); keep one"),
     "empty-file": ("split", "", f"{NOT_A_MAPPING}NoneType"),
     "a-list": ("split", "- epochs\n- 5\n", f"{NOT_A_MAPPING}list"),
     "a-scalar": ("split", "just a sentence\n", f"{NOT_A_MAPPING}str"),
