@@ -22,7 +22,7 @@ import trustme
 import yaml
 from tqdm import tqdm
 
-from scripts.toolkit import REPO, closed_port_url, run_stages_here, wait_for
+from scripts.toolkit import REPO, closed_port_url, wait_for
 from stages import download as stage
 from stages.cli import run as run_stage
 from stages.data import FILES
@@ -205,21 +205,9 @@ def test_a_download_stopped_midway_leaves_nothing_under_the_final_name(sent, cod
 
 
 @pytest.mark.control
-def test_the_stage_writes_the_data_from_debian_s_files(tmp_path, dataset, capsys):
-    """Run by hand from Debian's files: its line, the four payloads verified, readable by all."""
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(
-        {"download": {"sources": [str(dataset)], "retries": 1, "timeout": 10}}))
-    run_stages_here(tmp_path, "download")
-    assert capsys.readouterr().out == f"data/raw: 4 files verified by sha256, from {dataset}\n"
-    assert verified(tmp_path / "data/raw") and os.listdir(tmp_path / "data") == ["raw"]  # no temporary
-    assert {p.stat().st_mode & 0o777 for p in (tmp_path / "data/raw").iterdir()} == {0o644}
-    assert sorted(os.listdir(tmp_path)) == ["data", "params.yaml"]
-
-
-@pytest.mark.control
 def test_an_https_mirror_that_moved_its_files_serves_them_with_a_progress_bar(tmp_path, mirror, authority):
     """`python -m stages.download` in a terminal (a pty of 100 columns), a missing directory first: the
-    mirror verified by the test authority, its redirect followed, pooch's progress bar for each file."""
+    mirror verified by the test authority, its redirect followed, a progress bar for each file, its line."""
     server = mirror(lambda h, path: debian_files(h, path.removeprefix("files/")) if path.startswith("files/")
                     else h.send(302, Location=f"/files/{path}"), tls(authority))
     params = {"download": {"sources": ["/nonexistent", server.url], "retries": 1, "timeout": 10}}
@@ -227,16 +215,20 @@ def test_an_https_mirror_that_moved_its_files_serves_them_with_a_progress_bar(tm
     master, terminal = os.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     child = subprocess.Popen([sys.executable, "-m", "stages.download"], cwd=tmp_path, stderr=terminal,
-                             stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO)})
+                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     os.close(terminal)
     shown = bytearray()
     with contextlib.suppress(OSError):  # EIO: the child has exited, the terminal is closed
         while chunk := os.read(master, 1 << 16):
             shown.extend(chunk)
     os.close(master)
-    assert child.wait(60) == 0 and verified(tmp_path / "data/raw"), shown.decode(errors="replace")
-    assert server.requests == [path for name in FILES for path in (f"{name}.gz", f"files/{name}.gz")]
     bar = shown.decode(errors="replace")
+    out, _ = child.communicate(timeout=60)
+    assert (child.returncode, out) == (0, f"data/raw: 4 files verified by sha256, from {server.url}\n"), bar
+    assert verified(tmp_path / "data/raw")
+    assert os.listdir(tmp_path / "data") == ["raw"]  # no temporary
+    assert {p.stat().st_mode & 0o777 for p in (tmp_path / "data/raw").iterdir()} == {0o644}
+    assert server.requests == [path for name in FILES for path in (f"{name}.gz", f"files/{name}.gz")]
     for name in FILES:
         size = tqdm.format_sizeof((stage.DEBIAN / f"{name}.gz").stat().st_size)
         assert "100%|" in bar and f"| {size}/{size} [" in bar, (size, bar[-1000:])
