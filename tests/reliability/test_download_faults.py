@@ -29,12 +29,10 @@ from stages.data import FILES
 from tests.mirrors import serving
 
 FAULT_CLASS = "download: a faulty source"
-USER_SEES = (
-    "a line `source URL: what failed; trying the next one` (an HTTP status, a dropped or silent "
-    "connection, a bad gzip or sha256, a refused certificate or redirect), then the next source; "
-    "if none verifies, `error: no source could provide Fashion-MNIST. Tried: ...` naming each "
-    "source and its fault and the fix that fits, exit 1, nothing in data/raw"
-)
+USER_SEES = ("a line `source URL: what failed; trying the next one` (an HTTP status, a dropped or silent "
+             "connection, a bad gzip or sha256, a refused certificate or redirect), then the next source; if "
+             "none verifies, `error: no source could provide Fashion-MNIST. Tried: ...` naming each source "
+             "and its fault and the fix that fits, exit 1, nothing in data/raw")
 FIRST = next(iter(FILES))  # train-images-idx3-ubyte: the first file asked of every source
 GZ = (stage.DEBIAN / f"{FIRST}.gz").read_bytes()
 EXPIRED = {"not_after": datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)}

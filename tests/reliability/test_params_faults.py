@@ -10,10 +10,8 @@ import yaml
 from scripts.toolkit import REPO, copy_project, dvc, error_line, snapshot
 
 FAULT_CLASS = "params: a mistyped params.yaml"
-USER_SEES = (
-    "`error: params.yaml: <key> = <value> is not allowed: <why> (allowed: <range or choices>)`, "
-    "or the line and column of a YAML error; exit 1; nothing written"
-)
+USER_SEES = ("`error: params.yaml: <key> = <value> is not allowed: <why> (allowed: <range or choices>)`, "
+             "or the line and column of a YAML error; exit 1; nothing written")
 DEFAULTS = (REPO / "params.yaml").read_text()
 STAGE_OF = {"seed": "split", "max_samples": "prepare", "epochs": "train", "batch_size": "train",
             "download": "download", "split": "split", "sgd": "sgd_cv", "model": "train"}

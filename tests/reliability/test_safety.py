@@ -12,10 +12,8 @@ from stages.cli import UserError
 from stages.data import load_npy
 
 FAULT_CLASS = "safety: code planted in an input"
-USER_SEES = (
-    "a refusal: `error: params.yaml: YAML syntax error ...`, NumPy's `allow_pickle=False`, "
-    "`error: cannot load data/model.keras: ... safe_mode ...`; the code never runs"
-)
+USER_SEES = ("a refusal: `error: params.yaml: YAML syntax error ...`, NumPy's `allow_pickle=False`, "
+             "`error: cannot load data/model.keras: ... safe_mode ...`; the code never runs")
 
 
 def test_params_yaml_python_tags_are_not_executed(tmp_path, entry_point):
