@@ -1,19 +1,12 @@
-"""Loopback HTTP(S) mirrors for the download tests: a server on 127.0.0.1 whose behaviour answers
-each GET, optionally with a certificate of a test authority (trustme) that requests is told to trust
-through REQUESTS_CA_BUNDLE, as a user behind a private authority would."""
+"""Loopback HTTP(S) mirrors for the download tests: a server on 127.0.0.1 whose behaviour answers each
+GET; with a TLS context (a certificate of a test authority, which the client is told to trust through
+REQUESTS_CA_BUNDLE), it serves HTTPS."""
 
 import contextlib
-import hashlib
 import http.server
-import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
-
-import trustme
-
-from stages.data import FILES
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -22,10 +15,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.requests.append(self.path.lstrip("/"))
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up
             self.server.behaviour(self, self.path.lstrip("/"))
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up: what some mirrors are for
 
     def send(self, status: int, body: bytes = b"", length: int | None = None, **headers: str) -> None:
         self.send_response(status)
@@ -48,32 +39,22 @@ class Mirror(http.server.ThreadingHTTPServer):
 
     def __init__(self, behaviour: Callable[[Handler, str], None], tls: ssl.SSLContext | None = None):
         super().__init__(("127.0.0.1", 0), Handler)
-        self.behaviour, self.tls, self.requests, self.connections = behaviour, tls, [], 0
+        self.behaviour, self.requests, self.connections = behaviour, [], 0
         self.closing = threading.Event()  # behaviours that stall wait on it
+        if tls:  # accept() then makes each handshake: one the client refuses ends there
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.server_port}/"
 
-    def get_request(self) -> tuple[socket.socket, object]:
-        connection, address = super().get_request()
+    def get_request(self) -> tuple:
         self.connections += 1
-        if self.tls:  # the handshake happens in the request's thread, below
-            connection = self.tls.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
-        return connection, address
-
-    def finish_request(self, request: socket.socket, address: object) -> None:
-        try:
-            if self.tls:
-                request.do_handshake()
-        except OSError:
-            return  # the client refused the certificate
-        super().finish_request(request, address)
+        return super().get_request()
 
     def handle_error(self, request: object, address: object) -> None:
         pass
 
 
 @contextlib.contextmanager
-def serving(behaviour: Callable[[Handler, str], None], tls: ssl.SSLContext | None = None
-            ) -> Iterator[Mirror]:
+def serving(behaviour: Callable[[Handler, str], None], tls: ssl.SSLContext | None = None) -> Iterator[Mirror]:
     server = Mirror(behaviour, tls)
     threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     try:
@@ -82,34 +63,3 @@ def serving(behaviour: Callable[[Handler, str], None], tls: ssl.SSLContext | Non
         server.closing.set()
         server.shutdown()
         server.server_close()
-
-
-def files_of(directory: Path) -> Callable[[Handler, str], None]:
-    """A mirror's behaviour: GET /<name> answers `directory/<name>`, or 404."""
-    return lambda h, name: h.send(200, (directory / name).read_bytes()) if (directory / name).is_file() \
-        else h.send(404)
-
-
-def new_authority(directory: Path) -> tuple[trustme.CA, Path]:
-    """A new certificate authority, and its certificate as a file for REQUESTS_CA_BUNDLE."""
-    authority = trustme.CA()
-    authority.cert_pem.write_to_path(str(directory / "ca.pem"))
-    return authority, directory / "ca.pem"
-
-
-def tls(authority: trustme.CA, host: str = "127.0.0.1", **validity: object) -> ssl.SSLContext:
-    """A server's TLS context with a certificate of `authority` for `host` (not_before, not_after)."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert(host, **validity).configure_cert(context)
-    return context
-
-
-def closed_port_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{probe.getsockname()[1]}/"
-
-
-def verified(directory: Path) -> bool:
-    """`directory` holds the four payloads, each with its sha256, and nothing else."""
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir()} == FILES

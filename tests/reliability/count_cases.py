@@ -1,16 +1,10 @@
-"""Write the fault table of tests/reliability/README.md: each fault class, its distinct cases, what
-the user sees.
-
-    python -m tests.reliability.count_cases           # rewrite the table between its markers
-    python -m tests.reliability.count_cases --check   # exit 1 if the file's table is stale
-
-A case is one collected test of tests/reliability: each parametrized value is a distinct fault and
-counts once; a test marked `control` (a happy path or a control that makes a fault test meaningful)
-runs but is not counted. The class and what the user sees are each module's FAULT_CLASS and USER_SEES.
-"""
+"""Write the fault table of tests/reliability/README.md (`--check`: exit 1 if it is stale): for each
+module's FAULT_CLASS, its cases and USER_SEES. A case is a collected test, each parametrized value
+counted once, not marked `control` (a happy path, or a control that makes a fault test meaningful)."""
 
 import argparse
 import contextlib
+import importlib
 import io
 import sys
 from collections import Counter
@@ -18,59 +12,42 @@ from pathlib import Path
 
 import pytest
 
+from scripts.doc_tables import replace_block
+
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
-START, END = "<!-- fault-table:start -->", "<!-- fault-table:end -->"
 ORDER = ["test_download_faults", "test_data_faults", "test_missing_inputs", "test_params_faults",
          "test_interruption", "test_determinism", "test_concurrency", "test_safety", "test_store_faults"]
 
 
-class Collector:
-    def __init__(self) -> None:
-        self.cases: Counter = Counter()
-        self.modules: dict[str, object] = {}
-
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        for item in items:
-            if not hasattr(item.module, "FAULT_CLASS"):  # no fault class: e.g. this table's own test
-                continue
-            name = item.module.__name__.rsplit(".", 1)[-1]
-            self.modules[name] = item.module
-            self.cases[name] += item.get_closest_marker("control") is None
-
-
 def table() -> str:
-    collector = Collector()
-    with contextlib.redirect_stdout(io.StringIO()):
-        code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", str(HERE)], plugins=[collector])
+    listing = io.StringIO()
+    with contextlib.redirect_stdout(listing):  # `path::test[value]`, a line per collected case
+        code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "-m", "not control", str(HERE)])
     if code != 0:
         raise SystemExit(f"error: collecting {HERE} failed (pytest exit {code})")
+    lines = listing.getvalue().splitlines()
+    cases = Counter(Path(line.split("::")[0]).stem for line in lines if "::" in line)
+    modules = {name: importlib.import_module(f"tests.reliability.{name}") for name in cases}
+    counted = sorted((name for name, module in modules.items() if hasattr(module, "FAULT_CLASS")),
+                     key=lambda name: ORDER.index(name) if name in ORDER else len(ORDER))
     rows = ["| Fault class | Cases | What the user sees |", "| --- | ---: | --- |"]
-    for name in sorted(collector.modules, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
-        module = collector.modules[name]
-        rows.append(f"| {module.FAULT_CLASS} | {collector.cases[name]} | {module.USER_SEES} |")
-    rows.append(f"| **total** | **{sum(collector.cases.values())}** | |")
+    rows += [f"| {modules[n].FAULT_CLASS} | {cases[n]} | {modules[n].USER_SEES} |" for n in counted]
+    rows.append(f"| **total** | **{sum(cases[name] for name in counted)}** | |")
     return "\n".join(rows)
-
-
-def with_table(document: str, text: str) -> str:
-    head, rest = document.split(START)
-    return f"{head}{START}\n{text}\n{END}{rest.split(END)[1]}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the table in the file is stale")
-    args = parser.parse_args()
     document = README.read_text()
-    updated = with_table(document, table())
-    if args.check:
-        if updated != document:
-            print(f"error: {README.relative_to(HERE.parents[1])} is stale: run "
-                  "`python -m tests.reliability.count_cases`", file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(updated)
+    updated = replace_block(document, "fault-table", table() + "\n")
+    if not parser.parse_args().check:
+        README.write_text(updated)
+    elif updated != document:
+        print(f"error: {README.relative_to(HERE.parents[1])} is stale: run "
+              "`python -m tests.reliability.count_cases`", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,46 +1,41 @@
-"""Download faults, served for real by loopback HTTP(S) mirrors that the tests start.
-
-A faulty mirror comes first and Debian's files second: data/raw/ must end up verified from the
-second source, the fault named in one `source ...; trying the next one` line, nothing partial left,
-and no more requests than the retries allow. HTTPS mirrors hold certificates of a test authority
-that requests trusts through REQUESTS_CA_BUNDLE, as behind a private authority; nothing turns
-verification off. Each case is a distinct fault; the happy paths are in tests/test_download.py.
-"""
+"""The download stage against loopback HTTP(S) mirrors (tests/mirrors.py): its faults, and as controls its
+happy paths. A test authority's certificates, trusted through REQUESTS_CA_BUNDLE as behind a private
+authority: nothing turns verification off."""
 
 import contextlib
 import datetime
-import functools
+import fcntl
 import gzip
 import hashlib
 import multiprocessing
 import os
 import signal
-import socket
+import ssl
+import struct
 import subprocess
 import sys
-import threading
+import termios
 import time
-from pathlib import Path
 
 import pytest
 import trustme
 import yaml
+from tqdm import tqdm
 
+from scripts.toolkit import REPO, closed_port_url, wait_for
 from stages import download as stage
-from stages.cli import run
+from stages.cli import run as run_stage
 from stages.data import FILES
-from tests.mirrors import closed_port_url, new_authority, serving, tls, verified
+from tests.mirrors import serving
 
 FAULT_CLASS = "download: a faulty source"
-USER_SEES = (
-    "a line `source URL: what failed; trying the next one` (an HTTP status, a dropped or silent "
-    "connection, a bad gzip or sha256, a refused certificate or redirect), then the next source; "
-    "if none verifies, `error: no source could provide Fashion-MNIST. Tried: ...` naming each "
-    "source and its fault and the fix that fits, exit 1, nothing in data/raw"
-)
-REPO = Path(__file__).resolve().parents[2]
+USER_SEES = ("a line `source URL: what failed; trying the next one` (an HTTP status, a dropped or silent "
+             "connection, a bad gzip or sha256, a refused certificate or redirect), then the next source; if "
+             "none verifies, `error: no source could provide Fashion-MNIST. Tried: ...` naming each source "
+             "and its fault and the fix that fits, exit 1, nothing in data/raw")
 FIRST = next(iter(FILES))  # train-images-idx3-ubyte: the first file asked of every source
-TIMEOUT = 0.5
+GZ = (stage.DEBIAN / f"{FIRST}.gz").read_bytes()
+EXPIRED = {"not_after": datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)}
 
 
 @pytest.fixture
@@ -49,217 +44,189 @@ def mirror():
         yield lambda behaviour, tls=None: stack.enter_context(serving(behaviour, tls))
 
 
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory) -> tuple[trustme.CA, Path]:
-    return new_authority(tmp_path_factory.mktemp("ca"))
-
-
 @pytest.fixture
-def debian() -> Path:
-    if not (stage.DEBIAN / f"{FIRST}.gz").is_file():
-        pytest.fail(f"{stage.DEBIAN} is missing: apt-get install dataset-fashion-mnist")
-    return stage.DEBIAN
+def authority(tmp_path, monkeypatch) -> trustme.CA:
+    authority = trustme.CA()
+    authority.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "ca.pem"))
+    return authority
 
 
-@functools.cache
-def gz(name: str = f"{FIRST}.gz") -> bytes:
-    return (stage.DEBIAN / name).read_bytes()
+def tls(authority: trustme.CA, host: str = "127.0.0.1", **validity: object) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert(host, **validity).configure_cert(context)
+    return context
 
 
-def source_lines(capsys) -> list[str]:
-    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("source ")]
-
-
-# ---------------------------------------------------------------- a faulty mirror, then Debian's files
-
-
-def dropped(h, name):  # a body cut short of its Content-Length
-    h.send(200, gz()[: 1 << 16], length=len(gz()))
-    h.connection.shutdown(socket.SHUT_RDWR)
+def debian_files(h, name):
+    h.send(200, (stage.DEBIAN / name).read_bytes()) if (stage.DEBIAN / name).is_file() else h.send(404)
 
 
 def stalled(h, name):  # headers and some data, then silence
-    h.send(200, gz()[:100_000], length=len(gz()))
+    h.send(200, GZ[:100_000], length=len(GZ))
     h.server.closing.wait(30)
 
 
-# behaviour (None: nothing listens), retries, requests of FIRST it costs, words of the message
+def verified(directory) -> bool:  # the four payloads, each with its sha256, and nothing else
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir()} == FILES
+
+
+NOT_GZIP = "{url}" + FIRST + ".gz is not a valid gzip file "
+SHA256 = ("SHA256 hash of downloaded file ({}) does not match the known hash: expected sha256:{} but got {}. "
+          "Deleted download for safety. The downloaded file may have been corrupted or the known hash may be "
+          "outdated")
+# name: (behaviour (None: nothing listens), certificate, retries, requests of FIRST it costs, the message)
 CASES = {
-    "http-error-status": (lambda h, n: h.send(500, b"oops"), 2, 2, "500 Server Error"),
-    "connection-refused": (None, 1, 0, "Connection refused"),
-    "connection-dropped": (dropped, 1, 1, "Connection broken"),
-    "stalled-transfer": (stalled, 1, 1, "Read timed out"),
+    "http-error-status": (lambda h, n: h.send(500, b"oops"), None, 2, 2,
+                          "500 Server Error: Internal Server Error for url: {url}" + f"{FIRST}.gz"),
+    "connection-refused": (None, None, 1, 0,
+                           "Failed to establish a new connection: [Errno 111] Connection refused"),
+    # a body cut short of its Content-Length: the connection closes after it
+    "connection-dropped": (lambda h, n: h.send(200, GZ[: 1 << 16], length=len(GZ)), None, 1, 1,
+                           f"Connection broken: IncompleteRead(65536 bytes read, {len(GZ) - 65536} more "
+                           "expected)"),
+    "stalled-transfer": (stalled, None, 1, 1, "Read timed out"),
     # a valid gzip of the wrong file (a mirror that swapped names): only the sha256 can tell
-    "wrong-sha256": (lambda h, n: h.send(200, gz("train-labels-idx1-ubyte.gz")), 1, 1,
-                     "SHA256 hash of downloaded file"),
-    "not-gzip": (lambda h, n: h.send(200, b"<html>Please log in</html>"), 1, 1, "not a valid gzip file"),
-    "truncated-gzip": (lambda h, n: h.send(200, gz()[: 1 << 16]), 1, 1, "not a valid gzip file"),
-    "redirect-loop": (lambda h, n: h.send(302, Location=f"/{n}"), 1, 31, "Exceeded 30 redirects"),
-    "redirect-to-ftp": (lambda h, n: h.send(301, Location=f"ftp://127.0.0.1/{n}"), 1, 1,
-                        "No connection adapters were found for 'ftp://127.0.0.1/"),
+    "wrong-sha256": (lambda h, n: debian_files(h, "train-labels-idx1-ubyte.gz"), None, 1, 1,
+                     SHA256.format(FIRST, FILES[FIRST], FILES["train-labels-idx1-ubyte"])),
+    "not-gzip": (lambda h, n: h.send(200, b"<html>Please log in</html>"), None, 1, 1,
+                 NOT_GZIP + "(Not a gzipped file (b'<h'))"),
+    "truncated-gzip": (lambda h, n: h.send(200, GZ[: 1 << 16]), None, 1, 1,
+                       NOT_GZIP + "(Compressed file ended before the end-of-stream marker was reached)"),
+    "redirect-loop": (lambda h, n: h.send(302, Location=f"/{n}"), None, 1, 31, "Exceeded 30 redirects"),
+    "redirect-to-ftp": (lambda h, n: h.send(301, Location=f"ftp://127.0.0.1/{n}"), None, 1, 1,
+                        f"No connection adapters were found for 'ftp://127.0.0.1/{FIRST}.gz'"),
+    # refused before any request, on the one connection: not retried
+    "untrusted-authority": (debian_files, lambda ca: tls(trustme.CA()), 3, 0,
+                            "certificate verify failed: unable to get local issuer certificate"),
+    "expired-certificate": (debian_files, lambda ca: tls(ca, **EXPIRED), 3, 0,
+                            "certificate verify failed: certificate has expired"),
+    "certificate-of-another-host": (debian_files, lambda ca: tls(ca, "mirror.example.org"), 3, 0,
+                                    "certificate verify failed: IP address mismatch, certificate is not "
+                                    "valid for '127.0.0.1'"),
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_a_faulty_mirror_falls_through_to_the_next_source(case, tmp_path, debian, mirror, capsys):
-    behaviour, retries, requests, words = CASES[case]
-    server = mirror(behaviour) if behaviour else None
+@pytest.mark.parametrize("case", CASES)
+def test_a_faulty_mirror_falls_through_to_the_next_source(case, tmp_path, dataset, mirror, authority, capsys):
+    """One line names the fault; data/raw comes whole from Debian's files, within the timeout."""
+    behaviour, certificate, retries, requests, message = CASES[case]
+    server = mirror(behaviour, certificate and certificate(authority)) if behaviour else None
     url = server.url if server else closed_port_url()
     out = tmp_path / "data" / "raw"
     start = time.monotonic()
-    assert stage.download([url, str(debian)], out, retries=retries, timeout=TIMEOUT) == str(debian)
-    assert time.monotonic() - start < 15  # far below the stalled mirror's 30 s: the timeout works
+    assert stage.download([url, str(dataset)], out, retries=retries, timeout=0.5) == str(dataset)
+    assert time.monotonic() - start < 15  # far below the stalled mirror's 30 s
     assert verified(out) and os.listdir(tmp_path / "data") == ["raw"]  # no partial file, no temporary
     if server:
-        assert server.requests == [f"{FIRST}.gz"] * requests
-    [line] = source_lines(capsys)
-    assert line.startswith(f"source {url}: ") and line.endswith("; trying the next one"), line
-    assert words in line and "\n" not in line, line
+        assert (server.connections, server.requests) == (max(requests, 1), [f"{FIRST}.gz"] * requests)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("source ")]
+    assert lines == [f"source {url}: {message.replace('{url}', url)}; trying the next one"]
 
 
-@pytest.mark.parametrize("certificate", ["untrusted-authority", "expired", "another-host"])
-def test_a_refused_certificate_is_one_line_and_no_retry(certificate, tmp_path, debian, mirror, ca,
-                                                        monkeypatch, capsys):
-    authority, bundle = ca
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
-    now = datetime.datetime.now(datetime.UTC)
-    context, reason = {
-        "untrusted-authority": (tls(trustme.CA()), "unable to get local issuer certificate"),
-        "expired": (tls(authority, not_before=now - datetime.timedelta(days=30),
-                        not_after=now - datetime.timedelta(days=1)), "certificate has expired"),
-        "another-host": (tls(authority, "mirror.example.org"),
-                         "IP address mismatch, certificate is not valid for '127.0.0.1'"),
-    }[certificate]
-    server = mirror(lambda h, name: h.send(200, gz(name)), context)
-    out = tmp_path / "raw"
-    assert stage.download([server.url, str(debian)], out, retries=3, timeout=TIMEOUT) == str(debian)
-    assert server.connections == 1 and server.requests == []  # refused before any request, once
-    assert source_lines(capsys) == [
-        f"source {server.url}: certificate verify failed: {reason}; trying the next one"]
-
-
-def test_a_flaky_mirror_succeeds_on_the_next_attempt(tmp_path, debian, mirror):
-    def fails_once(h, name):
-        h.send(500) if len(h.server.requests) == 1 else h.send(200, gz(name))
-
-    server = mirror(fails_once)
+def test_a_flaky_mirror_succeeds_on_the_next_attempt(tmp_path, mirror):
+    server = mirror(lambda h, name: h.send(500) if len(h.server.requests) == 1 else debian_files(h, name))
     assert stage.download([server.url], tmp_path / "raw", retries=2, timeout=10) == server.url
     assert verified(tmp_path / "raw") and os.listdir(tmp_path) == ["raw"]
     assert server.requests == [f"{FIRST}.gz"] + [f"{name}.gz" for name in FILES]
 
 
-def test_a_failed_download_keeps_the_previous_data(tmp_path, debian, mirror):
+def test_a_failed_download_keeps_the_previous_data(tmp_path, dataset, mirror):
     out = tmp_path / "raw"
-    stage.download([str(debian)], out)
+    stage.download([str(dataset)], out)
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     with pytest.raises(stage.UserError, match="no source could provide"):
-        stage.download([mirror(lambda h, n: h.send(404)).url], out, retries=1, timeout=TIMEOUT)
+        stage.download([mirror(lambda h, n: h.send(404)).url], out, retries=1, timeout=0.5)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
     assert verified(out) and os.listdir(tmp_path) == ["raw"]
 
 
-def stage_run(main, capsys) -> tuple[int, list[str]]:
-    """`main` run by stages.cli.run in this process: (exit code, stderr lines)."""
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        run(main)
-        code = 0
-    except SystemExit as exit:
-        code = exit.code
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    return code, capsys.readouterr().err.splitlines()
-
-
-def test_damaged_package_files_say_reinstall(tmp_path, monkeypatch, capsys):
-    """Debian's directory exists but its files fail: the fix is to reinstall the package."""
+def test_damaged_package_files_say_reinstall(tmp_path, monkeypatch, entry_point):
+    """Debian's directory exists but its files fail: the fix is to reinstall the package, said once."""
     package = tmp_path / "fashion-mnist"
     package.mkdir()
     for name in FILES:
         (package / f"{name}.gz").write_bytes(gzip.compress(b"damaged"))
     monkeypatch.setattr(stage, "DEBIAN", package)
-    out = tmp_path / "data" / "raw"
-    code, lines = stage_run(lambda: stage.download([str(package)], out), capsys)
-    assert code == 1 and lines[-1].startswith(
-        f"error: no source could provide Fashion-MNIST. Tried: {package}: SHA256 hash of downloaded "
-        f"file ({FIRST}) does not match the known hash: expected sha256:{FILES[FIRST]} but got "
-        f"{hashlib.sha256(b'damaged').hexdigest()}."), lines
-    assert lines[-1].endswith(f". Fix: the files of dataset-fashion-mnist in {package} are damaged: "
-                              "`apt-get install --reinstall dataset-fashion-mnist`"), lines[-1]
-    assert [line for line in lines if line.startswith("source ")] == []  # said once, in the error
+    assert entry_point(lambda: stage.download([str(package)], tmp_path / "data/raw"), tmp_path) == (1, [
+        f"error: no source could provide Fashion-MNIST. Tried: {package}: "
+        + SHA256.format(FIRST, FILES[FIRST], hashlib.sha256(b"damaged").hexdigest())
+        + f". Fix: the files of dataset-fashion-mnist in {package} are damaged: "
+        "`apt-get install --reinstall dataset-fashion-mnist`"])
     assert os.listdir(tmp_path / "data") == []
 
 
-def test_when_every_source_fails_the_stage_names_each_one(tmp_path, mirror, ca):
-    """`python -m stages.download` (the one subprocess here): exit 1, a line per source but the
-    last, then one error naming each source and its fault, the install fix, nothing written."""
-    authority, bundle = ca
-    expired = tls(authority, not_after=datetime.datetime.now(datetime.UTC)
-                  - datetime.timedelta(days=1))
+def test_when_every_source_fails_the_stage_names_each_one(tmp_path, mirror, authority, entry_point):
+    """Exit 1, a line per source but the last, one error naming each and its fault; nothing written."""
     faults = {
         mirror(lambda h, n: h.send(404)).url: "404 Client Error: Not Found for url: ",
         mirror(lambda h, n: h.send(200, b"<html/>")).url: "is not a valid gzip file",
-        mirror(lambda h, n: h.send(200, gz(n)), expired).url: "certificate has expired",
+        mirror(debian_files, tls(authority, **EXPIRED)).url: "certificate has expired",
         closed_port_url(): "Connection refused",
         str(tmp_path / "nowhere"): f"{tmp_path / 'nowhere' / FIRST}.gz does not exist",
     }
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["download"].update(sources=list(faults), retries=1, timeout=5)
+    params = {"download": {"sources": list(faults), "retries": 1, "timeout": 5}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "REQUESTS_CA_BUNDLE": str(bundle)}
-    result = subprocess.run([sys.executable, "-m", "stages.download"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.splitlines()
-    assert [line.split(": ")[0] for line in lines if line.startswith("source ")] == [
-        f"source {source}" for source in list(faults)[:-1]]
-    assert all(line.endswith("; trying the next one") for line in lines if line.startswith("source "))
-    error = lines[-1]
+    code, (*lines, error) = entry_point(stage.main, tmp_path)
+    assert code == 1 and [line.split(": ")[0] for line in lines] == [f"source {s}" for s in list(faults)[:-1]]
+    assert all(line.endswith("; trying the next one") for line in lines)
     assert error.startswith("error: no source could provide Fashion-MNIST. Tried: "), error
     for source, words in faults.items():
         assert f"{source}: " in error and words in error, (words, error)
     assert error.endswith(f"Fix: `apt-get install dataset-fashion-mnist` (puts the files in {stage.DEBIAN}), "
                           "or list a reachable mirror under download.sources in params.yaml")
-    assert sorted(os.listdir(tmp_path)) == ["data", "params.yaml"] and os.listdir(tmp_path / "data") == []
-
-
-def streaming(root: Path) -> bool:
-    """True once a .gz is arriving in a temporary of data/raw under `root`."""
-    return any(path.stat().st_size for path in root.glob("data/.raw-tmp-*/*.gz"))
-
-
-def wait_for(condition, timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return condition()
-
-
-def test_ctrl_c_midway_leaves_nothing(tmp_path, mirror, capsys):
-    """Ctrl-C while a file streams in: one line, exit 130, nothing under data/."""
-    server = mirror(stalled)
-    threading.Thread(target=lambda: wait_for(lambda: streaming(tmp_path))
-                     and os.kill(os.getpid(), signal.SIGINT), daemon=True).start()
-    code, lines = stage_run(lambda: stage.download([server.url], tmp_path / "data" / "raw",
-                                                   retries=1, timeout=60), capsys)
-    assert (code, lines[-1]) == (130, "interrupted: nothing was written")
+    assert sorted(os.listdir(tmp_path)) == ["ca.pem", "data", "params.yaml"]
     assert os.listdir(tmp_path / "data") == []
 
 
-def test_a_download_killed_midway_leaves_nothing_under_the_final_name(tmp_path, debian, mirror):
-    """SIGKILL (the OOM killer) cannot clean up: its hidden temporary stays (git-ignored), but
-    nothing appears as data/raw, and the next download completes. A forked process, killed."""
-    server = mirror(stalled)
+@pytest.mark.parametrize("sent, code, left", [(signal.SIGINT, 130, []), (signal.SIGKILL, -9, [".raw-tmp-"])],
+                         ids=["ctrl-c", "sigkill"])
+def test_a_download_stopped_midway_leaves_nothing_under_the_final_name(sent, code, left, tmp_path, dataset,
+                                                                       mirror, capfd):
+    """The stage, forked, stopped while a file streams in: Ctrl-C ends with one line and exit 130, nothing
+    under data/; SIGKILL (the OOM killer) cannot clean up its hidden temporary (git-ignored). The next
+    download completes."""
     out = tmp_path / "data" / "raw"
     child = multiprocessing.get_context("fork").Process(
-        target=stage.download, args=([server.url], out), kwargs={"retries": 1, "timeout": 60})
+        target=run_stage, args=(lambda: stage.download([mirror(stalled).url], out, 1, 60),))
     child.start()
     try:
-        assert wait_for(lambda: streaming(tmp_path))
-        os.kill(child.pid, signal.SIGKILL)
+        assert wait_for(lambda: any(p.stat().st_size for p in tmp_path.glob("data/.raw-tmp-*/*.gz")), 30)
+        os.kill(child.pid, sent)
         child.join(30)
     finally:
         child.kill()
-    assert child.exitcode == -signal.SIGKILL
-    assert [p.name[:9] for p in (tmp_path / "data").iterdir()] == [".raw-tmp-"]
-    assert stage.download([str(debian)], out) == str(debian) and verified(out)
+    assert child.exitcode == code and [p.name[:9] for p in (tmp_path / "data").iterdir()] == left
+    if sent == signal.SIGINT:
+        assert capfd.readouterr().err.splitlines()[-1] == "interrupted: nothing was written"
+    assert stage.download([str(dataset)], out) == str(dataset) and verified(out)
+
+
+@pytest.mark.control
+def test_an_https_mirror_that_moved_its_files_serves_them_with_a_progress_bar(tmp_path, mirror, authority):
+    """`python -m stages.download` in a terminal (a pty of 100 columns), a missing directory first: the
+    mirror verified by the test authority, its redirect followed, a progress bar for each file, its line."""
+    server = mirror(lambda h, path: debian_files(h, path.removeprefix("files/")) if path.startswith("files/")
+                    else h.send(302, Location=f"/files/{path}"), tls(authority))
+    params = {"download": {"sources": ["/nonexistent", server.url], "retries": 1, "timeout": 10}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    master, terminal = os.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    child = subprocess.Popen([sys.executable, "-m", "stages.download"], cwd=tmp_path, stderr=terminal,
+                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    os.close(terminal)
+    shown = bytearray()
+    with contextlib.suppress(OSError):  # EIO: the child has exited, the terminal is closed
+        while chunk := os.read(master, 1 << 16):
+            shown.extend(chunk)
+    os.close(master)
+    bar = shown.decode(errors="replace")
+    out, _ = child.communicate(timeout=60)
+    assert (child.returncode, out) == (0, f"data/raw: 4 files verified by sha256, from {server.url}\n"), bar
+    assert verified(tmp_path / "data/raw")
+    assert os.listdir(tmp_path / "data") == ["raw"]  # no temporary
+    assert {p.stat().st_mode & 0o777 for p in (tmp_path / "data/raw").iterdir()} == {0o644}
+    assert server.requests == [path for name in FILES for path in (f"{name}.gz", f"files/{name}.gz")]
+    for name in FILES:
+        size = tqdm.format_sizeof((stage.DEBIAN / f"{name}.gz").stat().st_size)
+        assert "100%|" in bar and f"| {size}/{size} [" in bar, (size, bar[-1000:])
