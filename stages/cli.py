@@ -57,7 +57,9 @@ def run(main: Callable[[], None]) -> None:
         where = f" ({error.filename})" if error.filename else ""
         print(f"error: {error.strerror}{where}; free some space, then run again", file=sys.stderr)
         sys.exit(1)
-    except KeyboardInterrupt:
+    except BaseException as error:  # Ctrl-C, or an error a library raised from it (Matplotlib's imports)
+        if not isinstance(error, KeyboardInterrupt) and not isinstance(error.__cause__, KeyboardInterrupt):
+            raise
         print("interrupted: nothing was written", file=sys.stderr)
         sys.exit(130)
     finally:

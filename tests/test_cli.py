@@ -20,6 +20,11 @@ def keep_sigterm():
     signal.signal(signal.SIGTERM, previous)
 
 
+def raised_from(error: Exception, cause: BaseException) -> Exception:
+    error.__cause__ = cause  # what `raise error from cause` sets
+    return error
+
+
 @pytest.mark.parametrize("stop, ends, err", [
     (None, None, ""),
     (UserError("epochs = 0 is not allowed"), 1, "error: epochs = 0 is not allowed\n"),
@@ -27,10 +32,14 @@ def keep_sigterm():
      "error: No space left on device (data/raw); free some space, then run again\n"),
     (KeyboardInterrupt(), 130, "interrupted: nothing was written\n"),
     ("SIGTERM", 130, "interrupted: nothing was written\n"),  # `kill <pid>`, what DVC's queue sends too
+    # Ctrl-C during Matplotlib's backend import surfaces as another error raised from it.
+    (raised_from(ImportError("cannot load the Agg backend"), KeyboardInterrupt()), 130,
+     "interrupted: nothing was written\n"),
     # A bug is a traceback for the developer, not a one-line message; nor is another OS error a full disk.
     (ZeroDivisionError(), ZeroDivisionError, ""),
     (PermissionError(errno.EACCES, "denied", "data/raw"), PermissionError, ""),
-], ids=["finished", "user-error", "full-disk", "ctrl-c", "sigterm", "bug", "not-a-full-disk"])
+], ids=["finished", "user-error", "full-disk", "ctrl-c", "sigterm", "raised-from-ctrl-c", "bug",
+        "not-a-full-disk"])
 def test_a_stage_s_outputs_appear_together_when_it_finishes_or_not_at_all(stop, ends, err, tmp_path, capsys):
     """Stopped: one line and exit 1 or 130 (a bug: raised as is); the previous output stays, no temporary."""
     (tmp_path / "report.json").write_text(PREVIOUS)
