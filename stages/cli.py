@@ -37,17 +37,27 @@ def run(main: Callable[[], None]) -> None:
     """Run a stage's `main`: its outputs appear together when it returns, or not at all (an error or an
     interruption); exit 1 with one line on a UserError or a full disk, 130 on Ctrl-C or SIGTERM."""
     global _pending
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill`, DVC's queue: unwinds like Ctrl-C
+    stops = []  # signals received: a library may lose their KeyboardInterrupt (NumPy, iterating strings)
+
+    def stop(signum: int, frame: object) -> None:  # SIGTERM (`kill`, DVC's queue) unwinds like Ctrl-C
+        stops.append(signum)
+        raise KeyboardInterrupt
+
+    handlers = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     _pending, finished = [], []
     try:
         main()
         finished, _pending = _pending, None
         # A Ctrl-C during the moves waits until they are done, then is ignored: the stage has finished.
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        while finished:
-            put_in_place(*finished.pop(0))
-        with contextlib.suppress(KeyboardInterrupt):
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, handlers)
+        try:
+            if stops:
+                raise KeyboardInterrupt
+            while finished:
+                put_in_place(*finished.pop(0))
+        finally:
+            with contextlib.suppress(KeyboardInterrupt):
+                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
@@ -57,8 +67,8 @@ def run(main: Callable[[], None]) -> None:
         where = f" ({error.filename})" if error.filename else ""
         print(f"error: {error.strerror}{where}; free some space, then run again", file=sys.stderr)
         sys.exit(1)
-    except BaseException as error:  # Ctrl-C, or an error a library raised from it (Matplotlib's imports)
-        if not isinstance(error, KeyboardInterrupt) and not isinstance(error.__cause__, KeyboardInterrupt):
+    except BaseException as error:  # Ctrl-C, or an error a library raised on it (Matplotlib's imports)
+        if not stops and not isinstance(error, KeyboardInterrupt):
             raise
         print("interrupted: nothing was written", file=sys.stderr)
         sys.exit(130)
@@ -66,3 +76,5 @@ def run(main: Callable[[], None]) -> None:
         for tmp, _ in (_pending or []) + finished:  # what an error or an interruption left unmoved
             remove(tmp)
         _pending = None
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
