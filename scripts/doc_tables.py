@@ -8,7 +8,7 @@
   the stages' error messages quote, from stages/params.py) and the stages that read it (dvc.yaml).
 
 The other generated tables have generators of their own, which run the pipeline or the suite:
-the README's experiments (scripts.experiments_table), the fault table (tests.reliability.count_cases)
+the README's experiments (scripts.experiments_table), the fault table (scripts.fault_table)
 and the benchmark figures (bench.run, bench.sweep).
 """
 

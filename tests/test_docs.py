@@ -4,12 +4,15 @@ import json
 import re
 
 from scripts import doc_tables
-from scripts.toolkit import REPO
+from scripts.toolkit import REPO, run
 
 
 def test_generated_tables_are_not_stale():
     # README's results from metrics/summary.json, docs/params.md's table from the params schema.
     assert doc_tables.main(["--check"]) == 0, "run `python -m scripts.doc_tables`"
+    # The fault table of tests/reliability/README.md collects the suite: in a process of its own.
+    result = run(REPO, "python", "-m", "scripts.fault_table", "--check", env={"PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
 
 
 def test_the_experiments_table_starts_from_the_committed_results():

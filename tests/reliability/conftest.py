@@ -1,6 +1,6 @@
 """The reliability suite's fixture: a second pipeline run from scratch, with `dvc repro` tried again
 while it runs. Every test in this folder gets the `reliability` marker (`pytest -m reliability`);
-`python -m tests.reliability.count_cases` writes the fault table of tests/reliability/README.md."""
+`python -m scripts.fault_table` writes the fault table of tests/reliability/README.md."""
 
 import subprocess
 import time

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from scripts.doc_tables import replace_block
+from scripts.toolkit import REPO
 
-HERE = Path(__file__).resolve().parent
+HERE = REPO / "tests/reliability"
 README = HERE / "README.md"
 ORDER = ["test_download_faults", "test_data_faults", "test_missing_inputs", "test_params_faults",
          "test_interruption", "test_determinism", "test_concurrency", "test_safety", "test_store_faults"]
@@ -45,8 +46,8 @@ def main() -> int:
     if not parser.parse_args().check:
         README.write_text(updated)
     elif updated != document:
-        print(f"error: {README.relative_to(HERE.parents[1])} is stale: run "
-              "`python -m tests.reliability.count_cases`", file=sys.stderr)
+        print(f"error: {README.relative_to(REPO)} is stale: run "
+              "`python -m scripts.fault_table`", file=sys.stderr)
         return 1
     return 0
 
