@@ -90,12 +90,10 @@ def small(dataset: Path):
 
 @pytest.fixture
 def entry_point(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-                ) -> Iterator[Callable[..., tuple[int, list[str]]]]:
+                ) -> Callable[..., tuple[int, list[str]]]:
     """entry_point(main, cwd) → (exit code, stderr lines): a stage's `main` run in this process by
     stages.cli.run in the directory `cwd`, as `python -m stages.<name>` runs it there."""
     from stages.cli import run as run_stage
-
-    previous = signal.getsignal(signal.SIGTERM)  # run() installs its own: restored afterwards
 
     def call(main: Callable[[], None], cwd: Path) -> tuple[int, list[str]]:
         monkeypatch.chdir(cwd)
@@ -107,8 +105,7 @@ def entry_point(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
             code = exit.code
         return code, capsys.readouterr().err.splitlines()
 
-    yield call
-    signal.signal(signal.SIGTERM, previous)
+    return call
 
 
 @dataclass
