@@ -1,6 +1,5 @@
 """How a stage run ends: all its outputs in place or none, one line for a user's error, 130 when stopped."""
 
-import contextlib
 import errno
 import os
 import shutil
@@ -41,23 +40,18 @@ def run(main: Callable[[], None]) -> None:
 
     def stop(signum: int, frame: object) -> None:  # SIGTERM (`kill`, DVC's queue) unwinds like Ctrl-C
         stops.append(signum)
-        raise KeyboardInterrupt
+        if _pending is not None:  # once `main` has returned, its outputs are moved into place regardless
+            raise KeyboardInterrupt
 
     handlers = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     _pending, finished = [], []
     try:
         main()
         finished, _pending = _pending, None
-        # A Ctrl-C during the moves waits until they are done, then is ignored: the stage has finished.
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, handlers)
-        try:
-            if stops:
-                raise KeyboardInterrupt
-            while finished:
-                put_in_place(*finished.pop(0))
-        finally:
-            with contextlib.suppress(KeyboardInterrupt):
-                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        if stops:  # one whose KeyboardInterrupt a library lost
+            raise KeyboardInterrupt
+        while finished:
+            put_in_place(*finished.pop(0))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
@@ -73,8 +67,8 @@ def run(main: Callable[[], None]) -> None:
         print("interrupted: nothing was written", file=sys.stderr)
         sys.exit(130)
     finally:
-        for tmp, _ in (_pending or []) + finished:  # what an error or an interruption left unmoved
+        unmoved, _pending = (_pending or []) + finished, None  # what an error or an interruption left
+        for tmp, _ in unmoved:
             remove(tmp)
-        _pending = None
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
