@@ -15,7 +15,7 @@ repro: $(VENV)/.installed dataset  ## run the whole pipeline on the real data
 
 test: $(VENV)/.installed dataset browser  ## lint, then run the test suite
 	ruff check .
-	python -m pytest -n auto --dist loadgroup  # one process per core (pytest-xdist; see tests/conftest.py)
+	python -m pytest -n auto --dist loadgroup --no-loadscope-reorder  # a process per core: tests/conftest.py
 
 dataset:  ## Debian's copy of Fashion-MNIST, the pipeline's first source
 	@[ -f $(DATASET)/train-images-idx3-ubyte.gz ] || \

@@ -51,7 +51,8 @@ def pytest_configure() -> None:
 # `make test` runs the suite in parallel (pytest-xdist, `-n auto --dist loadgroup`). Each worker builds
 # the session fixtures its tests use: the tests of the reference run and its queued experiments go to
 # one worker, those of the team's store and the concurrent run to another, the rest by file (a
-# module's fixture is built once). The two long groups come first, so that they start at once.
+# module's fixture is built once). The two long groups come first, so that they start at once
+# (`--no-loadscope-reorder`: xdist would otherwise put the groups of most tests first).
 SHARED_RUNS = {"pipeline": ("reference_run",), "team": ("team", "store", "concurrent_run")}
 
 
