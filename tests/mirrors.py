@@ -1,6 +1,5 @@
-"""Loopback HTTP(S) mirrors for the download tests: a server on 127.0.0.1 whose behaviour answers each
-GET; with a TLS context (a certificate of a test authority, which the client is told to trust through
-REQUESTS_CA_BUNDLE), it serves HTTPS."""
+"""Loopback HTTP(S) mirrors for the download tests, on 127.0.0.1; with a TLS context (a test authority's
+certificate, which the client trusts through REQUESTS_CA_BUNDLE) a mirror serves HTTPS."""
 
 import contextlib
 import http.server

@@ -24,19 +24,19 @@ def test_repro_writes_every_report_plot_and_the_summary(reference_run, tmp_path)
     assert list(reference_run.home.iterdir()) == [] and list(reference_run.tmpdir.iterdir()) == []
     assert (project / ".dvc/tmp/stage-home/keras/keras.json").is_file()
     assert list((project / ".dvc/tmp/stage-home/matplotlib").glob("fontlist-*.json"))
-    data = json.loads((project / "metrics/data.json").read_text())
+    data, sgd_cv, train, evaluation, summary = (
+        json.loads((project / f"metrics/{name}.json").read_text())
+        for name in ("data", "sgd_cv", "train", "evaluate", "summary"))
     assert data["train"]["samples"] == data["test"]["samples"] == params["max_samples"]
     assert (data["train"]["height"], data["train"]["width"]) == (28, 28)
     counts = data["train"]["class_counts"]
     assert list(counts) == list(CLASS_NAMES) and sum(counts.values()) == params["max_samples"]
-    sgd = json.loads((project / "metrics/sgd_cv.json").read_text())["accuracy"]
+    sgd = sgd_cv["accuracy"]
     assert len(sgd["folds"]) == params["sgd"]["folds"] and 0.6 < sgd["mean"] < 0.95
     assert "time" not in json.dumps(sgd)  # timings vary run to run: printed, not in metrics
-    train = json.loads((project / "metrics/train.json").read_text())
     assert set(train) == {"train", "val"} and 0.6 < train["val"]["accuracy"] <= 1
     history = (project / "plots/train_history.csv").read_text().splitlines()
     assert history[0] == "epoch,accuracy,loss,val_accuracy,val_loss" and len(history) == 1 + params["epochs"]
-    evaluation = json.loads((project / "metrics/evaluate.json").read_text())
     for part in ("val", "test"):
         assert set(evaluation[part]) == {"loss", "accuracy", "per_class_accuracy"}
         assert list(evaluation[part]["per_class_accuracy"]) == list(CLASS_NAMES)
@@ -47,14 +47,11 @@ def test_repro_writes_every_report_plot_and_the_summary(reference_run, tmp_path)
         evaluation["test"]["per_class_accuracy"].items())
 
     # The one metrics file: the study's figures, the three accuracies it compares first.
-    summary = json.loads((project / "metrics/summary.json").read_text())
-    assert list(summary) == SUMMARY_KEYS
-    assert summary == {
-        "sgd_cv_accuracy": sgd["mean"], "keras_val_accuracy": evaluation["val"]["accuracy"],
-        "keras_test_accuracy": evaluation["test"]["accuracy"], "sgd_cv_accuracy_std": sgd["std"],
-        "keras_train_accuracy": train["train"]["accuracy"], "keras_train_loss": train["train"]["loss"],
-        "keras_val_loss": evaluation["val"]["loss"], "keras_test_loss": evaluation["test"]["loss"],
-    }
+    assert list(summary.items()) == [
+        ("sgd_cv_accuracy", sgd["mean"]), ("keras_val_accuracy", evaluation["val"]["accuracy"]),
+        ("keras_test_accuracy", evaluation["test"]["accuracy"]), ("sgd_cv_accuracy_std", sgd["std"]),
+        ("keras_train_accuracy", train["train"]["accuracy"]), ("keras_train_loss", train["train"]["loss"]),
+        ("keras_val_loss", evaluation["val"]["loss"]), ("keras_test_loss", evaluation["test"]["loss"])]
     shown = json.loads(dvc(project, "metrics", "show", "--json").stdout)
     assert list(shown[""]["data"]) == ["metrics/summary.json"]
     for image in ("first_images.png", "misclassified.png"):
@@ -79,8 +76,8 @@ def test_repro_writes_every_report_plot_and_the_summary(reference_run, tmp_path)
         {name: correct[name] / totals[name] for name in CLASS_NAMES}, abs=1e-6)  # written to 6 decimals
     import keras
     model = keras.models.load_model(project / "data/model.keras", safe_mode=True)
-    assert len(model.layers) == 1
-    weights, bias = model.layers[-1].get_weights()
+    (layer,) = model.layers
+    weights, bias = layer.get_weights()
     predicted = np.argmax(np.load(project / "data/prepared/x_test.npy") @ weights + bias, axis=1)
     assert abs(np.mean(predicted == np.load(project / "data/prepared/y_test.npy")) - test["accuracy"]) < 1e-6
     assert [CLASS_NAMES[label] for label in predicted] == [r["predicted"] for r in rows]
@@ -92,15 +89,13 @@ def test_queued_experiments_run_in_parallel_without_interfering(queued_experimen
     assert queue.queued.count("Queued experiment") == len(EXPERIMENT_EPOCHS), queue.queued
     assert queue.two_at_once  # two workers, each running one experiment in its own copy
     assert sorted(queue.runs) == list(EXPERIMENT_EPOCHS)
-    base = queue.histories["base"]
+    base, longest = queue.histories["base"], queue.histories[max(EXPERIMENT_EPOCHS)]
     assert len(base) == yaml.safe_load(git(queue.project, "show", "base:params.yaml"))["epochs"]
-    longest = queue.histories[max(EXPERIMENT_EPOCHS)]
     for epochs, run in queue.runs.items():
         assert run["state"] == "success"
         assert 0.6 < run["metrics"]["keras_test_accuracy"] <= 1
         # Each trained for its own epochs, as it would have alone: the histories agree where they overlap.
-        history = queue.histories[epochs]
-        shared = min(epochs, len(base))
+        history, shared = queue.histories[epochs], min(epochs, len(base))
         assert len(history) == epochs and history == longest[:epochs] and history[:shared] == base[:shared]
     assert len({run["metrics"]["sgd_cv_accuracy"] for run in queue.runs.values()}) == 1  # the same SGD result
     assert len({run["metrics"]["keras_val_loss"] for run in queue.runs.values()}) == len(EXPERIMENT_EPOCHS)
@@ -112,8 +107,7 @@ def test_queued_experiments_run_in_parallel_without_interfering(queued_experimen
     assert ran_stages(applied["log"]) == ["train", "evaluate", "summary"], applied["log"]
     assert len((queue.project / "plots/train_history.csv").read_text().splitlines()) == 1 + APPLIED_EPOCHS
     assert json.loads((queue.project / "metrics/summary.json").read_text()) == applied["metrics"]
-    # `dvc exp show`: its fixed columns, then the metrics (summary.json's keys, the study's question
-    # first, each figure once), then the params.
+    # `dvc exp show`: its fixed columns, then summary.json's keys (each figure once, in order), then params.
     header = next(csv.reader(dvc(queue.project, "exp", "show", "--csv", "--all-commits").stdout.splitlines()))
     fixed = [name for name in header if name in ("Experiment", "rev", "typ", "Created", "parent", "State",
                                                  "Executor")]

@@ -50,8 +50,7 @@ class DrawnPlots(HTMLParser):
                                              (["show"], True)], ids=["show", "diff", "dvc-default-page"])
 def test_dvc_plots_page_draws_every_plot_offline(command, cdn, queued_experiments, tmp_path):
     """Every plot draws offline; `cdn`, the issue: DVC's own page (`{scripts}`) asks a CDN, draws nothing."""
-    chromium = shutil.which("chromium")
-    if not chromium:
+    if not (chromium := shutil.which("chromium")):
         if os.environ.get("CI") == "true":
             pytest.fail("chromium is missing: .ci/run installs it (apt-get install chromium)")
         pytest.skip("chromium is not installed: `apt-get install chromium` (Debian) to run the browser tests")

@@ -4,7 +4,6 @@ classes (plots/confusion.csv) as evaluate's, and one line per bad input."""
 import csv
 import gzip
 import os
-import signal
 import zipfile
 
 import numpy as np
@@ -35,14 +34,11 @@ def evaluated(reference, tmp_path_factory):
 def cli(capsys, *args: object) -> tuple[int, list[str], list[str]]:
     """`python -m predict ARGS` in this process: (exit code, stdout lines, stderr lines)."""
     capsys.readouterr()
-    previous = signal.getsignal(signal.SIGTERM)  # run() installs its own
     try:
-        predict.run(lambda: predict.main([str(a) for a in args]))
+        predict.run(lambda: predict.main([str(a) for a in args]))  # restores the signal handlers it sets
         code = 0
     except SystemExit as exit:
         code = exit.code
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     captured = capsys.readouterr()
     return code, captured.out.splitlines(), captured.err.splitlines()
 

@@ -12,13 +12,12 @@ import warnings
 import pytest
 import yaml
 
-from scripts.toolkit import APPLIED_EPOCHS, REPO, dvc, git
+from scripts.toolkit import APPLIED_EPOCHS, REPO, dvc, git, run
 from stages.data import ACCURACY_DECIMALS, LOSS_DIGITS, rounded, write_json
 
 
 def report(project, *args: str, code: int = 0) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, str(REPO / "scripts/pr_report.py"), *args], cwd=project,
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = run(project, "python", str(REPO / "scripts/pr_report.py"), *args, timeout=120)
     assert result.returncode == code, result.stderr
     return result
 
@@ -86,22 +85,19 @@ def test_metrics_files_keep_every_count_of_an_accuracy_and_five_significant_digi
     assert (ACCURACY_DECIMALS, LOSS_DIGITS) == (6, 5)
     write_json(tmp_path / "m.json", figures)  # rounds; summary rounds again what the stages wrote
     assert json.loads((tmp_path / "m.json").read_text()) == expected == rounded(expected)
-
-
-def test_one_sample_more_or_less_shows_float_noise_does_not():
-    n = 60_000  # the largest set of the study
+    # One sample more or less shows, on the largest set of the study (60,000); float noise does not.
     for k in (1, 30_000, 59_999):
-        assert rounded({"accuracy": k / n}) != rounded({"accuracy": (k + 1) / n})
+        assert rounded({"accuracy": k / 60_000}) != rounded({"accuracy": (k + 1) / 60_000})
     assert rounded({"loss": 0.42911723256111145}) == rounded({"loss": 0.42911714})  # issue 18's two CPUs
 
 
-@pytest.fixture(scope="module")
-def onednn_off(reference_run, tmp_path_factory):
-    """(project, stderr): a copy of the reference run (on TensorFlow's oneDNN kernels) whose train, evaluate
-    and summary ran again on another kernel path, as on another CPU (TF_ENABLE_ONEDNN_OPTS=0)."""
+def test_another_kernel_path_writes_the_same_metrics_and_the_report_shows_no_change(
+        reference_run, tmp_path, record_property):
+    """A copy of the reference run (on TensorFlow's oneDNN kernels) whose train, evaluate and summary run
+    again on another kernel path, as on another CPU (TF_ENABLE_ONEDNN_OPTS=0)."""
+    reference = reference_run.project
     assert "oneDNN custom operations are on" in reference_run.result.stderr
-    project = shutil.copytree(reference_run.project, tmp_path_factory.mktemp("kernels") / "project",
-                              symlinks=True)
+    project = shutil.copytree(reference, tmp_path / "project", symlinks=True)
     # The three stages, each as `python -m` runs it, in one process: TensorFlow is imported once.
     stages = "; ".join(f"runpy.run_module('stages.{stage}', run_name='__main__')"
                        for stage in ("train", "evaluate", "summary"))
@@ -111,12 +107,6 @@ def onednn_off(reference_run, tmp_path_factory):
                             timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "oneDNN custom operations are on" not in result.stderr
-    return project, result.stderr
-
-
-def test_another_kernel_path_writes_the_same_metrics_and_the_report_shows_no_change(
-        onednn_off, reference, tmp_path, record_property):
-    project, stderr = onednn_off
     for path in ("metrics/train.json", "metrics/evaluate.json", "metrics/summary.json"):
         assert (project / path).read_bytes() == (reference / path).read_bytes(), path
     assert json.loads(dvc(project, "metrics", "diff", "--json").stdout) == {}
@@ -131,4 +121,4 @@ def test_another_kernel_path_writes_the_same_metrics_and_the_report_shows_no_cha
     if differ:
         warnings.warn(f"oneDNN on and off give different bytes of {differ}, the same metrics", stacklevel=1)
     # TF_CPP_MIN_LOG_LEVEL=3 (stages/keras_model.py) hides `E0000 ... node_def_util.cc ...`.
-    assert not [line for line in stderr.splitlines() if line.startswith("E0000")], stderr
+    assert not [line for line in result.stderr.splitlines() if line.startswith("E0000")], result.stderr

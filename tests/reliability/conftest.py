@@ -17,7 +17,7 @@ CONCURRENT_DURING = ("sgd_cv", "train")
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if HERE in Path(str(item.path)).parents:
+        if item.path.is_relative_to(HERE):
             item.add_marker(pytest.mark.reliability)
 
 

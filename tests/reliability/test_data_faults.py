@@ -1,6 +1,5 @@
 """Data faults: one of the four IDX files of a small valid set in data/raw broken, read by the prepare
-stage's entry point in this process (stages.cli.run around stages.prepare.main, in the project):
-one line `error: <file>: <what is wrong>`, exit 1, not one file written, not even a temporary."""
+stage's entry point in this process (stages.cli.run around its main): nothing written, no temporary."""
 
 import math
 

@@ -107,12 +107,19 @@ CASES = {
 }
 
 
+def faulty_source(case: str, mirror, authority) -> tuple:
+    """CASES[case]'s source: its mirror (None: a closed port), its URL and the fault it is reported with."""
+    behaviour, certificate, *_, message = CASES[case]
+    server = mirror(behaviour, certificate and certificate(authority)) if behaviour else None
+    url = server.url if server else closed_port_url()
+    return server, url, message.replace("{url}", url)
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_a_faulty_mirror_falls_through_to_the_next_source(case, tmp_path, dataset, mirror, authority, capsys):
     """One line names the fault; data/raw comes whole from Debian's files, within the timeout."""
-    behaviour, certificate, retries, requests, message = CASES[case]
-    server = mirror(behaviour, certificate and certificate(authority)) if behaviour else None
-    url = server.url if server else closed_port_url()
+    server, url, message = faulty_source(case, mirror, authority)
+    _, _, retries, requests, _ = CASES[case]
     out = tmp_path / "data" / "raw"
     start = time.monotonic()
     assert stage.download([url, str(dataset)], out, retries=retries, timeout=0.5) == str(dataset)
@@ -121,7 +128,7 @@ def test_a_faulty_mirror_falls_through_to_the_next_source(case, tmp_path, datase
     if server:
         assert (server.connections, server.requests) == (max(requests, 1), [f"{FIRST}.gz"] * requests)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("source ")]
-    assert lines == [f"source {url}: {message.replace('{url}', url)}; trying the next one"]
+    assert lines == [f"source {url}: {message}; trying the next one"]
 
 
 def test_a_flaky_mirror_succeeds_on_the_next_attempt(tmp_path, mirror):
@@ -141,42 +148,35 @@ def test_a_failed_download_keeps_the_previous_data(tmp_path, dataset, mirror):
     assert verified(out) and os.listdir(tmp_path) == ["raw"]
 
 
-def test_damaged_package_files_say_reinstall(tmp_path, monkeypatch, entry_point):
-    """Debian's directory exists but its files fail: the fix is to reinstall the package, said once."""
-    package = tmp_path / "fashion-mnist"
-    package.mkdir()
-    for name in FILES:
-        (package / f"{name}.gz").write_bytes(gzip.compress(b"damaged"))
-    monkeypatch.setattr(stage, "DEBIAN", package)
-    assert entry_point(lambda: stage.download([str(package)], tmp_path / "data/raw"), tmp_path) == (1, [
-        f"error: no source could provide Fashion-MNIST. Tried: {package}: "
-        + SHA256.format(FIRST, FILES[FIRST], hashlib.sha256(b"damaged").hexdigest())
-        + f". Fix: the files of dataset-fashion-mnist in {package} are damaged: "
-        "`apt-get install --reinstall dataset-fashion-mnist`"])
-    assert os.listdir(tmp_path / "data") == []
-
-
-def test_when_every_source_fails_the_stage_names_each_one(tmp_path, mirror, authority, entry_point):
-    """Exit 1, a line per source but the last, one error naming each and its fault; nothing written."""
-    faults = {
-        mirror(lambda h, n: h.send(404)).url: "404 Client Error: Not Found for url: ",
-        mirror(lambda h, n: h.send(200, b"<html/>")).url: "is not a valid gzip file",
-        mirror(debian_files, tls(authority, **EXPIRED)).url: "certificate has expired",
-        closed_port_url(): "Connection refused",
-        str(tmp_path / "nowhere"): f"{tmp_path / 'nowhere' / FIRST}.gz does not exist",
-    }
+@pytest.mark.parametrize("damaged", [False, True], ids=["mirrors-and-a-missing-directory", "damaged-package"])
+def test_when_every_source_fails_one_error_names_each_and_the_fix(damaged, tmp_path, mirror, authority,
+                                                                   monkeypatch, entry_point):
+    """Exit 1: a line per source but the last, then one error naming each source, its fault and the fix
+    that fits: install dataset-fashion-mnist, or reinstall it when its own files fail. Nothing written."""
+    if damaged:
+        monkeypatch.setattr(stage, "DEBIAN", tmp_path / "fashion-mnist")
+        stage.DEBIAN.mkdir()
+        for name in FILES:
+            (stage.DEBIAN / f"{name}.gz").write_bytes(gzip.compress(b"damaged"))
+        got = hashlib.sha256(b"damaged").hexdigest()
+        faults = {str(stage.DEBIAN): SHA256.format(FIRST, FILES[FIRST], got)}
+        fix = (f"the files of dataset-fashion-mnist in {stage.DEBIAN} are damaged: "
+               "`apt-get install --reinstall dataset-fashion-mnist`")
+    else:
+        faults = dict(faulty_source(case, mirror, authority)[1:] for case in
+                      ("http-error-status", "not-gzip", "expired-certificate", "connection-refused"))
+        faults[str(tmp_path / "nowhere")] = f"{tmp_path / 'nowhere' / FIRST}.gz does not exist"
+        fix = (f"`apt-get install dataset-fashion-mnist` (puts the files in {stage.DEBIAN}), "
+               "or list a reachable mirror under download.sources in params.yaml")
+    project = tmp_path / "project"
+    project.mkdir()
     params = {"download": {"sources": list(faults), "retries": 1, "timeout": 5}}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    code, (*lines, error) = entry_point(stage.main, tmp_path)
-    assert code == 1 and [line.split(": ")[0] for line in lines] == [f"source {s}" for s in list(faults)[:-1]]
-    assert all(line.endswith("; trying the next one") for line in lines)
-    assert error.startswith("error: no source could provide Fashion-MNIST. Tried: "), error
-    for source, words in faults.items():
-        assert f"{source}: " in error and words in error, (words, error)
-    assert error.endswith(f"Fix: `apt-get install dataset-fashion-mnist` (puts the files in {stage.DEBIAN}), "
-                          "or list a reachable mirror under download.sources in params.yaml")
-    assert sorted(os.listdir(tmp_path)) == ["ca.pem", "data", "params.yaml"]
-    assert os.listdir(tmp_path / "data") == []
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    tried = [f"{source}: {fault}" for source, fault in faults.items()]
+    lines = [f"source {line}; trying the next one" for line in tried[:-1]]
+    error = f"error: no source could provide Fashion-MNIST. Tried: {'; '.join(tried)}. Fix: {fix}"
+    assert entry_point(stage.main, project) == (1, [*lines, error])
+    assert sorted(os.listdir(project)) == ["data", "params.yaml"] and os.listdir(project / "data") == []
 
 
 @pytest.mark.parametrize("sent, code, left", [(signal.SIGINT, 130, []), (signal.SIGKILL, -9, [".raw-tmp-"])],
@@ -223,8 +223,7 @@ def test_an_https_mirror_that_moved_its_files_serves_them_with_a_progress_bar(tm
     bar = shown.decode(errors="replace")
     out, _ = child.communicate(timeout=60)
     assert (child.returncode, out) == (0, f"data/raw: 4 files verified by sha256, from {server.url}\n"), bar
-    assert verified(tmp_path / "data/raw")
-    assert os.listdir(tmp_path / "data") == ["raw"]  # no temporary
+    assert verified(tmp_path / "data/raw") and os.listdir(tmp_path / "data") == ["raw"]  # no temporary
     assert {p.stat().st_mode & 0o777 for p in (tmp_path / "data/raw").iterdir()} == {0o644}
     assert server.requests == [path for name in FILES for path in (f"{name}.gz", f"files/{name}.gz")]
     for name in FILES:

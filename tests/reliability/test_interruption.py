@@ -1,9 +1,5 @@
-"""Interruption: `dvc repro` killed during a stage, then run again; a stage stopped by a signal.
-
-Killed with its stage, `dvc repro` must next end with the same outputs, byte for byte, as a run never
-interrupted. A stage stopped by SIGTERM or Ctrl-C exits 130 with one line and leaves every output as it
-was: its outputs are moved into place together at its end. Each is stopped on an event (a file
-appearing), not after a time, and frozen first: on a busy machine the poll may come late.
+"""Interruption: `dvc repro` killed during a stage, then run again; a stage stopped by a signal (USER_SEES).
+Each is stopped on an event (a file appearing), not after a time, and frozen first: a busy machine polls late.
 """
 
 import json
@@ -16,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 
 from scripts.toolkit import (
     APPLIED_EPOCHS,
@@ -57,7 +52,18 @@ def interrupted(process: subprocess.Popen, event: Callable, running: Callable, s
     return caught
 
 
-def kill_during_fit(project: Path) -> tuple[bool, subprocess.Popen, str]:
+def until_caught(source: Path, tmp_path: Path, moment: str, attempt: Callable[[Path], tuple]) -> tuple:
+    """`attempt(copy)` → (caught, *rest) on fresh copies of `source` until it catches its `moment` (3 tries:
+    a busy machine may let it pass); returns (that copy, *rest)."""
+    for number in range(3):
+        project = shutil.copytree(source, tmp_path / f"project{number}", symlinks=True)
+        caught, *rest = attempt(project)
+        if caught:
+            return project, *rest
+    pytest.fail(f"{moment} was never caught in 3 attempts")
+
+
+def kill_during_fit(project: Path) -> tuple[bool, int, str]:
     set_params(project, {"epochs": APPLIED_EPOCHS})  # train, evaluate and summary must run
     # SHELL=/bin/sh: DVC runs each cmd with `$SHELL -c`, and dash forks (as in CI and under cron).
     repro = subprocess.Popen([str(VENV_BIN / "dvc"), "repro"], cwd=project, text=True,
@@ -66,19 +72,15 @@ def kill_during_fit(project: Path) -> tuple[bool, subprocess.Popen, str]:
     caught = interrupted(repro, lambda: list((project / "plots").glob(".train_history-tmp-*")),
                          lambda: not list((project / "data").glob("*model*")),  # the model follows fit
                          signal.SIGTERM, group=True)
-    return caught, repro, repro.communicate(timeout=120)[0]
+    output = repro.communicate(timeout=120)[0]
+    return caught, repro.returncode, output
 
 
 def test_after_dvc_is_killed_during_train_the_next_repro_completes(reference, queued_experiments, tmp_path):
     """The whole run stopped while train fits; then `dvc repro` again, which must end as the same params'
     uninterrupted run did (the queue's experiment at APPLIED_EPOCHS, applied and committed)."""
-    for attempt in range(3):
-        project = shutil.copytree(reference, tmp_path / f"project{attempt}", symlinks=True)
-        caught, repro, killed_output = kill_during_fit(project)
-        if caught:
-            break
-    assert caught, "train was never caught fitting in 3 attempts"
-    assert repro.returncode != 0 and ran_stages(killed_output) == ["train"], killed_output[-3000:]
+    project, code, killed_output = until_caught(reference, tmp_path, "train fitting", kill_during_fit)
+    assert code != 0 and ran_stages(killed_output) == ["train"], killed_output[-3000:]
     assert wait_for(lambda: temporaries(project) == [], 60), temporaries(project)  # the stage cleaned up
     assert not (project / "data/model.keras").exists()
     assert "train" in json.loads(dvc(project, "status", "--json").stdout)
@@ -97,9 +99,8 @@ def test_sigterm_on_a_stage_exits_130_with_one_line_and_writes_nothing(tmp_path)
         handler.server.closing.wait(120)
 
     with serving(stall) as mirror:
-        params = yaml.safe_load((REPO / "params.yaml").read_text())
-        params["download"] = {"sources": [mirror.url], "retries": 1, "timeout": 120}
-        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        shutil.copy(REPO / "params.yaml", tmp_path)
+        set_params(tmp_path, {"download": {"sources": [mirror.url], "retries": 1, "timeout": 120}})
         child = subprocess.Popen([sys.executable, "-m", "stages.download"], cwd=tmp_path, text=True,
                                  env={**os.environ, "PYTHONPATH": str(REPO)},
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -119,57 +120,42 @@ def test_sigterm_on_a_stage_exits_130_with_one_line_and_writes_nothing(tmp_path)
 
 @pytest.fixture(scope="module")
 def small_project(tmp_path_factory):
-    """A small project whose stages up to train have run (in this process); each test below copies
-    it and stops one stage, run by hand, where it has written some outputs, not all."""
+    """A small project whose stages up to train have run (in this process), for the tests below to copy."""
     project = copy_project(tmp_path_factory.mktemp("stopped") / "project", {"max_samples": 1000, "epochs": 1})
     return run_stages_here(add_raw_data(project), "prepare", "split", "train")
 
 
-def stop_when(small_project: Path, tmp_path: Path, stage: str, pattern: str, signum: int, **params) -> Path:
-    """`python -m stages.<stage>` in a copy of `small_project` (`params` changed), sent `signum` once a
-    non-empty file matching `pattern` is new or rewritten: it must exit 130 and change nothing."""
+# `python -m stages.<stage>` in a copy of small_project (`params` changed), sent `signum` once a non-empty
+# file matching `pattern` is new or rewritten, some of its outputs written, not all.
+@pytest.mark.parametrize(("stage", "pattern", "signum", "params"), [
+    # Ctrl-C once x_train.npy is written (y_train.npy begun); another max_samples: every output would change.
+    ("prepare", "data/**/*y_train*.npy", signal.SIGINT, {"max_samples": 600}),
+    # SIGTERM (`kill`, DVC's queue) once Keras has written an epoch to the history file.
+    ("train", "plots/*train_history*.csv", signal.SIGTERM, {"epochs": 300}),
+    # Ctrl-C once the confusion table is written, before the image grid and metrics/evaluate.json.
+    ("evaluate", "plots/*confusion*.csv", signal.SIGINT, {}),
+], ids=["prepare", "train", "evaluate"])
+def test_a_stage_stopped_between_its_outputs_leaves_every_output_as_it_was(
+        stage, pattern, signum, params, small_project, tmp_path):
     ignore = (".git", "__pycache__", "tmp")  # .dvc/tmp: the libraries' homes, not outputs
 
     def files(project: Path) -> dict[Path, tuple[int, int]]:  # a temporary may move meanwhile
         return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in project.glob(pattern) if p.exists()}
 
-    def attempt(project: Path) -> tuple[bool, subprocess.Popen, str]:
-        existing = files(project)
+    def stop(project: Path) -> tuple[bool, dict, int, str]:
+        set_params(project, params)
+        before, existing = snapshot(project, ignore), files(project)
         child = subprocess.Popen([sys.executable, "-m", f"stages.{stage}"], cwd=project, text=True,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         written = lambda: any(n and existing.get(p) != (t, n) for p, (t, n) in files(project).items())  # noqa: E731
         # Still running while its outputs wait, as temporaries, to be moved into place together.
         caught = interrupted(child, written, lambda: temporaries(project), signum)
-        return caught, child, child.communicate(timeout=120)[1]
+        err = child.communicate(timeout=120)[1]
+        return caught, before, child.returncode, err
 
-    for number in range(3):
-        project = shutil.copytree(small_project, tmp_path / f"project{number}", symlinks=True)
-        set_params(project, params)
-        before = snapshot(project, ignore)
-        caught, child, err = attempt(project)
-        if caught:
-            break
-    assert caught, f"{stage} was never caught between its outputs in 3 attempts"
+    project, before, code, err = until_caught(small_project, tmp_path, f"{stage} between its outputs", stop)
     changed = sorted(set(snapshot(project, ignore).items()) ^ set(before.items()))
     assert changed == [], f"{stage} was stopped, yet it changed {changed}"
     assert temporaries(project) == []
-    assert child.returncode == 130 and "Traceback" not in err, err[-3000:]
+    assert code == 130 and "Traceback" not in err, err[-3000:]
     assert err.splitlines()[-1] == "interrupted: nothing was written"
-    return project
-
-
-def test_prepare_stopped_after_its_first_array_leaves_every_output_as_it_was(small_project, tmp_path):
-    """Ctrl-C once x_train.npy is written (y_train.npy begun), with another max_samples: every output
-    would change."""
-    stop_when(small_project, tmp_path, "prepare", "data/**/*y_train*.npy", signal.SIGINT, max_samples=600)
-
-
-def test_train_stopped_once_its_history_is_open_leaves_every_output_as_it_was(small_project, tmp_path):
-    """SIGTERM (`kill`, DVC's queue) once Keras has written an epoch to the history file."""
-    stop_when(small_project, tmp_path, "train", "plots/*train_history*.csv", signal.SIGTERM, epochs=300)
-
-
-def test_evaluate_stopped_between_its_outputs_leaves_none_of_them(small_project, tmp_path):
-    """Ctrl-C once the confusion table is written, before the image grid and the report."""
-    project = stop_when(small_project, tmp_path, "evaluate", "plots/*confusion*.csv", signal.SIGINT)
-    assert not (project / "metrics/evaluate.json").exists()

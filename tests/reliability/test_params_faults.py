@@ -1,6 +1,5 @@
-"""Parameter faults: a mistyped params.yaml, read in this process by the entry point of the stage that
-uses the key (stages.cli.run around its `main`, as `python -m` runs it), or by `dvc repro`: one line
-naming the key, the value and what is allowed, exit 1, not one file written or changed."""
+"""Parameter faults: a mistyped params.yaml, read by the entry point of the stage that uses the key (in
+this process, stages.cli.run around its `main` as `python -m` runs it), or by `dvc repro`."""
 
 import importlib
 
