@@ -2,6 +2,7 @@
 (rclone on 127.0.0.1), pulled into one `dvc exp show`. One small sweep runs by default; the faults, TLS
 and the restored rerun form the tier `sweep_faults` (`pytest -m sweep_faults tests/test_sweep.py`)."""
 
+import contextlib
 import hashlib
 import os
 import re
@@ -19,38 +20,25 @@ import psutil
 import pytest
 import yaml
 
-from scripts.toolkit import (
-    DATASET,
-    REPO,
-    Store,
-    clone,
-    copy_project,
-    dvc,
-    exp_show,
-    free_port,
-    git,
-    run,
-    venv_env,
-)
+from scripts.toolkit import REPO, Store, clone, copy_project, dvc, exp_show, free_port, git, run, venv_env
 from sweep import HEADLINE, experiment_names, grid
 
-SMALL = {"max_samples": 500, "epochs": 1, "sgd.folds": 2, "sgd.max_iter": 3,
-         "download.sources": [str(DATASET)]}
+SMALL = {"max_samples": 500, "epochs": 1, "sgd.folds": 2, "sgd.max_iter": 3}
 GRID = ("-S", "model.hidden=[],[8]")  # two experiments; the comma inside a list is not a separator
 faults = pytest.mark.sweep_faults
 
 
 @dataclass
-class Swept:
-    project: Path  # the user's clone
-    origin: Path  # the bare Git origin
-    store: Store
-    result: subprocess.CompletedProcess  # the first `python -m sweep ... --workers 2`
-    names: list[str]  # its experiments, from its table
+class Sweeper:
+    """The user's clone, its bare Git origin and the store: where the module's sweeps run."""
 
-    def env(self, clones: Path, **extra: str) -> dict[str, str]:
+    project: Path
+    origin: Path
+    store: Store
+
+    def env(self, clones: Path) -> dict[str, str]:
         """The store's keys and where the workers keep their clones; `python -m sweep` from the repo."""
-        return {**self.store.env(), "PYTHONPATH": str(REPO), "SWEEP_CLONES": str(clones), **extra}
+        return {**self.store.env(), "PYTHONPATH": str(REPO), "SWEEP_CLONES": str(clones)}
 
     def sweep(self, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
         return run(self.project, "python", "-m", "sweep", *args, env=env, timeout=600)
@@ -75,25 +63,26 @@ def kill_leftovers(root: Path) -> None:
     """Processes still running in `root` (an orphaned dvc of a killed worker): end them."""
     for process in psutil.process_iter(["cwd"]):
         if (process.info["cwd"] or "").startswith(str(root)) and process.pid != os.getpid():
-            try:
+            with contextlib.suppress(psutil.Error):
                 process.kill()
-            except psutil.Error:
-                pass
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swept]:
+def sweeper(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Iterator[Sweeper]:
     root = tmp_path_factory.mktemp("sweep")
-    store = Store(root / "store").start()
     try:
-        project = copy_project(root / "user", SMALL, origin=root / "origin.git")
-        swept = Swept(project, root / "origin.git", store, None, [])
-        swept.result = swept.sweep(*GRID, "--workers", "2", env=swept.env(root / "clones"))
-        swept.names = table_names(swept.result.stdout)
-        yield swept
+        with Store(root / "store") as store:
+            params = {**SMALL, "download.sources": [str(dataset)]}
+            project = copy_project(root / "user", params, origin=root / "origin.git")
+            yield Sweeper(project, root / "origin.git", store)
     finally:
-        store.stop()
-        kill_leftovers(root)
+        kill_leftovers(root)  # of any sweep in the project or the first sweep's clones
+
+
+@pytest.fixture(scope="module")
+def first_sweep(sweeper: Sweeper) -> subprocess.CompletedProcess:
+    """GRID on two local workers (their clones beside the project): the sweep the rerun finds in the store."""
+    return sweeper.sweep(*GRID, "--workers", "2", env=sweeper.env(sweeper.project.parent / "clones"))
 
 
 def test_grid_is_parsed_as_dvc_exp_run_parses_it():
@@ -109,28 +98,30 @@ def test_grid_is_parsed_as_dvc_exp_run_parses_it():
     assert first[0].split("-")[1] != second[0].split("-")[1]  # each sweep its own run id
 
 
-def test_sweep_on_two_local_workers_lands_in_one_exp_show(swept: Swept):
-    assert swept.result.returncode == 0, swept.result.stdout + swept.result.stderr
-    out = swept.result.stdout
+def test_sweep_on_two_local_workers_lands_in_one_exp_show(sweeper: Sweeper, first_sweep):
+    out, names = first_sweep.stdout, table_names(first_sweep.stdout)
+    assert first_sweep.returncode == 0, out + first_sweep.stderr
     assert re.search(r"dashboard http://127\.0\.0\.1:\d+/status", out)
     assert "[2 done, 0 running, 0 failed of 2]" in out
     header = next(line for line in out.splitlines() if line.startswith("experiment "))
     assert header.split()[:4] == ["experiment", *HEADLINE]
-    assert len(swept.names) == 2 and sorted(swept.pushed()) == sorted(swept.names)
-    shown = {e.name: e for e in exp_show(swept.project) if e.name}
-    assert set(shown) == set(swept.names)
-    assert sorted(str(shown[n].params["model.hidden"]) for n in swept.names) == ["[8]", "[]"]
+    assert len(names) == 2 and sorted(sweeper.pushed()) == sorted(names)
+    shown = {e.name: e for e in exp_show(sweeper.project) if e.name}
+    assert set(shown) == set(names)
+    assert sorted(str(shown[n].params["model.hidden"]) for n in names) == ["[8]", "[]"]
     for line in out.splitlines():  # the table's accuracies are the ones `dvc exp show` lists
         if line.split()[0] in shown:
             metrics = shown[line.split()[0]].metrics
             assert [float(x) for x in line.split()[1:4]] == [round(metrics[k], 4) for k in HEADLINE]
 
 
-def test_an_experiment_of_the_sweep_comes_with_its_model_to_another_clone(swept: Swept, tmp_path: Path):
+def test_an_experiment_of_the_sweep_comes_with_its_model_to_another_clone(sweeper: Sweeper, first_sweep,
+                                                                          tmp_path: Path):
     """As a teammate takes one into a fresh clone: `dvc exp pull`, `dvc exp apply`, `dvc pull`; the
     model is the one the experiment's dvc.lock names (the base commit has none)."""
-    lead, env = clone(swept.origin, tmp_path / "lead"), swept.store.env()
-    for command in (("exp", "pull", "origin", swept.names[0]), ("exp", "apply", swept.names[0]), ("pull",)):
+    lead, env = clone(sweeper.origin, tmp_path / "lead"), sweeper.store.env()
+    name = table_names(first_sweep.stdout)[0]
+    for command in (("exp", "pull", "origin", name), ("exp", "apply", name), ("pull",)):
         dvc(lead, *command, env=env)
     outs = yaml.safe_load((lead / "dvc.lock").read_text())["stages"]["train"]["outs"]
     model = hashlib.md5((lead / "data/model.keras").read_bytes(), usedforsecurity=False).hexdigest()
@@ -139,29 +130,28 @@ def test_an_experiment_of_the_sweep_comes_with_its_model_to_another_clone(swept:
 
 
 @faults
-def test_the_same_sweep_again_is_restored_from_the_store(swept: Swept, tmp_path: Path):
+def test_the_same_sweep_again_is_restored_from_the_store(sweeper: Sweeper, first_sweep, tmp_path: Path):
     # New workers' clones, nothing local: all restored from the store but summary (not cached).
-    again = swept.sweep(*GRID, "--workers", "2", env=swept.env(tmp_path / "clones"))
+    again = sweeper.sweep(*GRID, "--workers", "2", env=sweeper.env(tmp_path / "clones"))
     assert again.returncode == 0, again.stdout + again.stderr
     assert len(re.findall(r"done in \d+ s \(ran summary; 6 restored\)", again.stdout)) == 2, again.stdout
 
 
 @faults
-def test_a_killed_worker_reruns_its_experiment_elsewhere(swept: Swept, tmp_path: Path):
+def test_a_killed_worker_reruns_its_experiment_elsewhere(sweeper: Sweeper, tmp_path: Path):
     clones = tmp_path / "clones"
-    process = swept.start("-S", "epochs=2", *GRID, "--workers", "2", clones=clones)
+    process = sweeper.start("-S", "epochs=2", *GRID, "--workers", "2", clones=clones)
     try:
         killed, deadline = False, time.monotonic() + 300
         while not killed and time.monotonic() < deadline and process.poll() is None:
             for train in psutil.process_iter(["cmdline", "cwd"]):
                 if "stages.train" in (train.info["cmdline"] or []) and str(clones) in str(train.info["cwd"]):
-                    try:  # the Dask worker that started train's `dvc exp run`
+                    # The Dask worker that started train's `dvc exp run` (it may have ended meanwhile).
+                    with contextlib.suppress(psutil.Error, StopIteration):
                         dvc_run = next(p for p in train.parents() if p.cmdline()[2:4] == ["exp", "run"])
                         dvc_run.parent().send_signal(signal.SIGKILL)
                         killed = True
-                    except (psutil.Error, StopIteration):
-                        continue
-                    break
+                        break
             time.sleep(0.2)
         assert killed, "no experiment reached train"
         out, err = process.communicate(timeout=600)
@@ -172,20 +162,20 @@ def test_a_killed_worker_reruns_its_experiment_elsewhere(swept: Swept, tmp_path:
     names = table_names(out)
     # One experiment started, lost with its worker, started again; each pushed once.
     assert sorted(len(re.findall(rf"\] {n} started$", out, re.MULTILINE)) for n in names) == [1, 2], out
-    assert len(names) == 2 and all(swept.pushed().count(n) == 1 for n in names)
-    shown = {e.name: e for e in exp_show(swept.project) if e.name in names}
+    assert len(names) == 2 and all(sweeper.pushed().count(n) == 1 for n in names)
+    shown = {e.name: e for e in exp_show(sweeper.project) if e.name in names}
     assert set(shown) == set(names) and all(e.metrics.get("keras_test_accuracy") for e in shown.values())
 
 
 @faults
-def test_a_value_the_params_refuse_fails_that_experiment_alone(swept: Swept, tmp_path: Path):
-    result = swept.sweep("-S", "epochs=0,1", "--workers", "2", env=swept.env(tmp_path))
+def test_a_value_the_params_refuse_fails_that_experiment_alone(sweeper: Sweeper, tmp_path: Path):
+    result = sweeper.sweep("-S", "epochs=0,1", "--workers", "2", env=sweeper.env(tmp_path))
     assert result.returncode == 1
     bad = re.search(r"^(\S+-epochs-0): (.*)$", result.stdout, re.MULTILINE)
     assert bad and bad.group(2).startswith("error: params.yaml: epochs = 0 is not allowed"), result.stdout
     good = next(n for n in table_names(result.stdout) if n.endswith("epochs-1"))
     assert result.stderr.strip().splitlines()[-1] == f"error: 1 of 2 experiments failed: {bad.group(1)}"
-    assert good in swept.pushed() and bad.group(1) not in swept.pushed()
+    assert good in sweeper.pushed() and bad.group(1) not in sweeper.pushed()
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:
@@ -195,80 +185,75 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
 
 
 @faults
-def test_unreachable_scheduler_origin_or_store_is_one_line(swept: Swept, tmp_path: Path):
-    env, before = swept.env(tmp_path / "clones"), swept.pushed()
-    cases = {
-        "scheduler": (("--scheduler", f"tcp://127.0.0.1:{free_port()}", "--timeout", "3"), env, None),
-        "store down": (("--workers", "1"),
-                       {**env, "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{free_port()}"}, None),
-        "wrong secret": (("--workers", "1"), {**env, "AWS_SECRET_ACCESS_KEY": "wrong"}, None),
-        "origin": (("--workers", "1"), env, tmp_path / "gone.git"),
+def test_unreachable_scheduler_origin_or_store_is_one_line(sweeper: Sweeper, tmp_path: Path):
+    env, before, closed = sweeper.env(tmp_path / "clones"), sweeper.pushed(), f"127.0.0.1:{free_port()}"
+    store_refused = "error: the DVC remote 'storage' is unreachable or refuses the keys"
+    cases = {  # the sweep's arguments, its environment, the origin; how its line starts, what it names
+        "scheduler": (("--scheduler", f"tcp://{closed}", "--timeout", "3"), env, None,
+                      "error: cannot use the Dask scheduler at tcp://127.0.0.1:", ""),
+        "store down": (("--workers", "1"), {**env, "AWS_ENDPOINT_URL_S3": f"http://{closed}"}, None,
+                       store_refused, "Could not connect to the endpoint URL"),
+        "wrong secret": (("--workers", "1"), {**env, "AWS_SECRET_ACCESS_KEY": "wrong"}, None,
+                         store_refused, "Forbidden"),
+        "origin": (("--workers", "1"), env, tmp_path / "gone.git",
+                   "error: the Git origin is unreachable (git fetch origin): fatal:", ""),
     }
-    lines = {}
-    for case, (args, case_env, origin) in cases.items():
-        git(swept.project, "remote", "set-url", "origin", str(origin or swept.origin))
+    for case, (args, case_env, origin, start, named) in cases.items():
+        git(sweeper.project, "remote", "set-url", "origin", str(origin or sweeper.origin))
         try:
             started = time.monotonic()
-            lines[case] = one_line_error(swept.sweep("-S", "epochs=1,2", *args, env=case_env))
+            line = one_line_error(sweeper.sweep("-S", "epochs=1,2", *args, env=case_env))
             assert time.monotonic() - started < 30, case
         finally:
-            git(swept.project, "remote", "set-url", "origin", str(swept.origin))
-    assert lines["scheduler"].startswith("error: cannot use the Dask scheduler at tcp://127.0.0.1:")
-    store_refused = "error: the DVC remote 'storage' is unreachable or refuses the keys"
-    assert lines["store down"].startswith(store_refused)
-    assert "Could not connect to the endpoint URL" in lines["store down"]
-    assert lines["wrong secret"].startswith(store_refused) and "Forbidden" in lines["wrong secret"]
-    assert lines["origin"].startswith("error: the Git origin is unreachable (git fetch origin): fatal:")
-    assert swept.store.secret not in str(lines)
-    assert swept.pushed() == before  # nothing pushed
+            git(sweeper.project, "remote", "set-url", "origin", str(sweeper.origin))
+        assert line.startswith(start) and named in line and sweeper.store.secret not in line, (case, line)
+    assert sweeper.pushed() == before  # nothing pushed
 
 
 @faults
-def test_two_sweeps_at_once_into_one_origin_lose_no_experiment(swept: Swept, tmp_path: Path):
-    processes = [swept.start(*GRID, "--workers", "1", clones=tmp_path / f"clones{i}") for i in (1, 2)]
+def test_two_sweeps_at_once_into_one_origin_lose_no_experiment(sweeper: Sweeper, tmp_path: Path):
+    processes = [sweeper.start(*GRID, "--workers", "1", clones=tmp_path / f"clones{i}") for i in (1, 2)]
     outputs = [process.communicate(timeout=600) for process in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
     names = [name for out, _ in outputs for name in table_names(out)]
-    assert len(set(names)) == 4 and all(swept.pushed().count(name) == 1 for name in names)
-    assert {e.name for e in exp_show(swept.project)} >= set(names)
+    assert len(set(names)) == 4 and all(sweeper.pushed().count(name) == 1 for name in names)
+    assert {e.name for e in exp_show(sweeper.project)} >= set(names)
 
 
 @faults
-def test_tls_cluster_from_the_command_line(swept: Swept, tmp_path: Path):
+def test_tls_cluster_from_the_command_line(sweeper: Sweeper, tmp_path: Path):
     """`dask scheduler` and two `dask worker` processes, each worker with its own directory and
     HOME (so its own clones), as on separate machines; TLS with client certificates."""
     import trustme
 
-    ca = trustme.CA()
+    ca, port = trustme.CA(), free_port()
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    for who in ("scheduler", "worker", "client"):
-        cert = ca.issue_cert("127.0.0.1", "localhost")
-        cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / f"{who}.pem"))
-    port = free_port()
     address = f"tls://127.0.0.1:{port}"
 
-    def tls(who: str) -> list[str]:
-        return ["--tls-ca-file", str(tmp_path / "ca.pem"), "--tls-cert", str(tmp_path / f"{who}.pem"),
-                "--tls-key", str(tmp_path / f"{who}.pem")]
+    def tls(who: str, signer: trustme.CA = ca) -> list[str]:
+        """The TLS options of `who`, with a certificate of its own that `signer` issued."""
+        pem = str(tmp_path / f"{who}.pem")
+        signer.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(pem)
+        return ["--tls-ca-file", str(tmp_path / "ca.pem"), "--tls-cert", pem, "--tls-key", pem]
 
     dask = str(Path(sys.executable).parent / "dask")
     started = [subprocess.Popen([dask, "scheduler", "--protocol", "tls", "--host", "127.0.0.1", "--port",
                                  str(port), "--dashboard-address", "127.0.0.1:0", *tls("scheduler")],
                                 cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    for i in (1, 2):
-        home = tmp_path / f"worker{i}"
+    for home in (tmp_path / "worker1", tmp_path / "worker2"):
         home.mkdir()
-        env = venv_env({**swept.store.env(), "HOME": str(home), "SWEEP_GIT_ORIGIN": str(swept.origin)})
+        env = venv_env({**sweeper.store.env(), "HOME": str(home), "SWEEP_GIT_ORIGIN": str(sweeper.origin)})
         env.pop("SWEEP_CLONES", None)
         started.append(subprocess.Popen([dask, "worker", address, "--nworkers", "1", "--nthreads", "1",
-                                         "--host", "127.0.0.1", *tls("worker")], cwd=home, env=env,
+                                         "--host", "127.0.0.1", *tls(home.name)], cwd=home, env=env,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
         client_env = {"PYTHONPATH": str(REPO)}  # the collecting machine needs Git only, no store keys
-        result = swept.sweep(*GRID, "--scheduler", address, "--timeout", "60", *tls("client"), env=client_env)
+        result = sweeper.sweep(*GRID, "--scheduler", address, "--timeout", "60", *tls("client"),
+                               env=client_env)
         assert result.returncode == 0, result.stdout + result.stderr
         names = table_names(result.stdout)
-        assert len(names) == 2 and {e.name for e in exp_show(swept.project)} >= set(names)
+        assert len(names) == 2 and {e.name for e in exp_show(sweeper.project)} >= set(names)
         assert any((tmp_path / f"worker{i}/.cache/dvc-sweep").is_dir() for i in (1, 2))
         # A client without a certificate is refused in the TLS handshake, before any Dask message...
         context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
@@ -277,18 +262,11 @@ def test_tls_cluster_from_the_command_line(swept: Swept, tmp_path: Path):
               context.wrap_socket(raw, server_hostname="127.0.0.1") as tls_socket):
             tls_socket.recv(1)  # TLS 1.3: the server's refusal arrives after the client's Finished
         # ... and so is one whose certificate another CA signed: the sweep says so in one line.
-        trustme.CA().issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
-            str(tmp_path / "other.pem"))
-        refused = swept.sweep(*GRID, "--scheduler", address, "--timeout", "3", "--tls-ca-file",
-                              str(tmp_path / "ca.pem"), "--tls-cert", str(tmp_path / "other.pem"),
-                              env=client_env)
+        refused = sweeper.sweep(*GRID, "--scheduler", address, "--timeout", "3", *tls("other", trustme.CA()),
+                                env=client_env)
         assert one_line_error(refused).startswith(f"error: cannot use the Dask scheduler at {address}: ")
     finally:
-        for process in reversed(started):
-            process.terminate()
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        kill_leftovers(tmp_path)
+        for process in started:
+            process.kill()
+            process.wait()
+        kill_leftovers(tmp_path)  # what the workers started

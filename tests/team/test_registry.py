@@ -4,7 +4,6 @@ bare Git origin, the model (test_predict.py's) fetched from the S3 store into an
 import contextlib
 import hashlib
 import json
-import shutil
 
 import pytest
 import yaml
@@ -16,16 +15,13 @@ VERSION = "v0.1.0"
 
 
 @pytest.fixture(scope="module")
-def release(team, reference, tmp_path_factory):
+def release(store, reference_run, tmp_path_factory):
     """(origin, what gto printed): the reference's commit (outputs in the store) registered, `prod`."""
     root = tmp_path_factory.mktemp("registry")
-    project = shutil.copytree(reference, root / "project", symlinks=True)
-    origin = root / "origin.git"
-    git(root, "init", "-q", "--bare", "-b", "main", str(origin))
-    git(project, "remote", "set-url", "origin", str(origin))
-    git(project, "push", "-q", "origin", "main")
-    for key, value in (("user.name", "release"), ("user.email", "release@localhost")):
-        git(project, "config", key, value)  # gto's tags are annotated: they need an author
+    origin, project = root / "origin.git", root / "project"
+    git(root, "clone", "-q", "--bare", str(reference_run.origin), str(origin))
+    author = ("-c", "user.name=release", "-c", "user.email=release@localhost")  # gto's tags are annotated
+    git(root, "clone", "-q", *author, str(origin), str(project))
     registered = run(project, "gto", "register", NAME, "--version", VERSION, "--push", check=True)
     assigned = run(project, "gto", "assign", NAME, "--version", VERSION, "--stage", "prod", "--push",
                    check=True)
@@ -51,14 +47,14 @@ def test_register_and_assign_push_gto_tags_to_origin(release, tmp_path):
     # The registered commit's outputs were never pushed to this store.
     ([NAME, "--stage", "prod"], True, "[Errno 2] No storage files available: 'data/model.keras'"),
 ], ids=["by-stage", "by-version", "unregistered-name", "unknown-version", "store-without-the-model"])
-def test_artifacts_get_in_an_empty_directory(args, empty_store, reason, release, team, reference, tmp_path):
+def test_artifacts_get_in_an_empty_directory(args, empty_store, reason, release, store, reference, tmp_path):
     """The registered model (its md5 in the commit's dvc.lock), or DVC's error lines and nothing written."""
     user, home = tmp_path / "user", tmp_path / "home"  # no Git or DVC config in the user's home
     user.mkdir()
     home.mkdir()
-    with Store(tmp_path / "empty-store") if empty_store else contextlib.nullcontext() as empty:
+    with Store(tmp_path / "empty-store") if empty_store else contextlib.nullcontext(store) as serving:
         # DVC asks DVC Studio first when a Studio token is configured: never from a test.
-        env = {**(empty.env() if empty_store else team.env), "HOME": str(home), "DVC_STUDIO_OFFLINE": "true"}
+        env = {**serving.env(), "HOME": str(home), "DVC_STUDIO_OFFLINE": "true"}
         result = run(user, "dvc", "artifacts", "get", str(release[0]), *args, env=env)
     if reason is None:
         name = args[-1] if "-o" in args else "model.keras"

@@ -80,52 +80,52 @@ def test_a_second_clone_reaches_the_store_started_from_the_first(tmp_path):
         assert server.wait(30) == 0, server.stderr.read()
 
 
-def test_fresh_clone_pulls_every_output_and_reruns_nothing(team, tmp_path):
-    b = clone(team.origin, tmp_path / "b")
+def test_fresh_clone_pulls_every_output_and_reruns_nothing(store, reference_run, tmp_path):
+    b = clone(reference_run.origin, tmp_path / "b")
     assert not (b / ".dvc/cache").exists()
-    dvc(b, "pull", env=team.env)
-    assert digests(b) == team.a_outputs
-    out = dvc(b, "repro", env=team.env).stdout
+    dvc(b, "pull", env=store.env())
+    assert digests(b) == digests(reference_run.project)
+    out = dvc(b, "repro", env=store.env()).stdout
     assert "Running stage" not in out and "Data and pipelines are up to date." in out
     assert git(b, "status", "--porcelain") == ""
 
 
-def test_every_stage_but_summary_is_restored_from_the_run_cache(team, tmp_path):
+def test_every_stage_but_summary_is_restored_from_the_run_cache(store, reference_run, tmp_path):
     # A clone whose dvc.lock does not describe its params (here: none at all) can only skip a
-    # stage through the run-cache: the store's record of A's run with the same code and params.
-    c = clone(team.origin, tmp_path / "c")
+    # stage through the run-cache: the store's record of a run with the same code and params.
+    c = clone(reference_run.origin, tmp_path / "c")
     (c / "dvc.lock").unlink()
-    out = output(dvc(c, "repro", "--pull", "--allow-missing", env=team.env))
+    out = output(dvc(c, "repro", "--pull", "--allow-missing", env=store.env()))
     assert set(restored_stages(out)) == set(STAGES) - {"summary"}, out
     assert ran_stages(out) == ["summary"], out  # its record names an object no push uploads
-    assert digests(c) == team.a_outputs  # summary.json included: the same inputs, the same bytes
-    assert git(c, "status", "--porcelain") == ""  # the same dvc.lock as A's, byte for byte
+    assert digests(c) == digests(reference_run.project)  # summary.json too: the same inputs, the same bytes
+    assert git(c, "status", "--porcelain") == ""  # the same dvc.lock as the reference run's, byte for byte
 
 
-def test_ci_reruns_only_what_a_change_touches(team, tmp_path):
+def test_ci_reruns_only_what_a_change_touches(store, reference_run, tmp_path):
     # The pull-request job: a change to an sgd param, the rest restored from the store.
-    pr = clone(team.origin, tmp_path / "pr")
+    pr = clone(reference_run.origin, tmp_path / "pr")
     set_params(pr, {"sgd.max_iter": 4})
-    out = output(run(pr, str(REPO / "scripts/ci_cache.sh"), "repro", env=team.env, check=True))
+    out = output(run(pr, str(REPO / "scripts/ci_cache.sh"), "repro", env=store.env(), check=True))
     assert ran_stages(out) == ["sgd_cv", "summary"], out
-    assert digests(pr, ("data/model.keras",)) == {"data/model.keras": team.a_outputs["data/model.keras"]}
+    assert digests(pr, ("data/model.keras",)) == digests(reference_run.project, ("data/model.keras",))
     # Without the store's keys (no repository secrets) the push step does nothing and succeeds.
     no_keys = run(pr, str(REPO / "scripts/ci_cache.sh"), "push", env={"AWS_ACCESS_KEY_ID": ""})
     assert no_keys.returncode == 0 and "no store credentials" in no_keys.stderr
 
 
-def test_exp_apply_head_in_a_clone_with_an_empty_cache_then_pull(team, tmp_path):
+def test_exp_apply_head_in_a_clone_with_an_empty_cache_then_pull(store, reference_run, tmp_path):
     # A failed experiment in a fresh clone; `dvc exp apply HEAD` puts params.yaml back but has no
     # cached outputs to check out: DVC says so (exit 255) and `dvc pull` completes the way back.
-    b = clone(team.origin, tmp_path / "b")
-    failed = dvc(b, "exp", "run", "-S", "split.test_size=0", check=False, env=team.env)
+    b = clone(reference_run.origin, tmp_path / "b")
+    failed = dvc(b, "exp", "run", "-S", "split.test_size=0", check=False, env=store.env())
     assert failed.returncode != 0 and "split.test_size = 0 is not allowed" in output(failed)
-    applied = dvc(b, "exp", "apply", "HEAD", check=False, env=team.env)
+    applied = dvc(b, "exp", "apply", "HEAD", check=False, env=store.env())
     assert applied.returncode == 255, output(applied)
     lines = applied.stderr.splitlines()
     assert lines[0] == "ERROR: Checkout failed for following targets:", lines
     assert "data/model.keras" in lines and "Is your cache up to date?" in lines, lines
     assert git(b, "status", "--porcelain") == ""  # params.yaml is HEAD's again
-    dvc(b, "pull", env=team.env)
+    dvc(b, "pull", env=store.env())
     assert "up to date" in dvc(b, "status").stdout
-    assert digests(b) == team.a_outputs
+    assert digests(b) == digests(reference_run.project)
