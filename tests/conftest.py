@@ -53,7 +53,7 @@ def pytest_configure() -> None:
 # one worker, those of the team's store and the concurrent run to another, the rest by file (a
 # module's fixture is built once). The two long groups come first, so that they start at once
 # (`--no-loadscope-reorder`: xdist would otherwise put the groups of most tests first).
-SHARED_RUNS = {"pipeline": ("reference_run",), "team": ("team", "store", "concurrent_run")}
+SHARED_RUNS = {"pipeline": ("reference_run",), "team": ("store", "concurrent_run")}
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
