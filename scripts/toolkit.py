@@ -17,7 +17,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -253,20 +252,19 @@ def add_raw_data(project: Path) -> Path:
 
 def run_stages_here(project: Path, *names: str) -> Path:
     """Run stages in this process, in `project`, as `python -m stages.<name>` runs each there (a
-    test's setup without a process per stage); the working directory and SIGTERM's handler, which
-    stages.cli.run sets, are restored after. Returns `project`."""
+    test's setup without a process per stage); the working directory is restored after. Returns
+    `project`."""
     import importlib
 
     from stages.cli import run as run_stage
 
-    cwd, sigterm = Path.cwd(), signal.getsignal(signal.SIGTERM)
+    cwd = Path.cwd()
     os.chdir(project)
     try:
         for name in names:
             run_stage(importlib.import_module(f"stages.{name}").main)
     finally:
         os.chdir(cwd)
-        signal.signal(signal.SIGTERM, sigterm)
     return project
 
 

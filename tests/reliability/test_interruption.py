@@ -157,5 +157,7 @@ def test_a_stage_stopped_between_its_outputs_leaves_every_output_as_it_was(
     changed = sorted(set(snapshot(project, ignore).items()) ^ set(before.items()))
     assert changed == [], f"{stage} was stopped, yet it changed {changed}"
     assert temporaries(project) == []
-    assert code == 130 and "Traceback" not in err, err[-3000:]
+    # Exit 130, as a shell shows it: CPython itself ends by SIGINT (-2 here) if the KeyboardInterrupt passed
+    # through code run by `exec` (a dataclass made during an import), handled or not, under `python -m`.
+    assert code in (130, -signal.SIGINT) and "Traceback" not in err, err[-3000:]
     assert err.splitlines()[-1] == "interrupted: nothing was written"
