@@ -48,7 +48,7 @@ def pytest_configure() -> None:
         os.environ[name] = "127.0.0.1,localhost" + (f",{existing}" if existing else "")
 
 
-# `make test` runs the suite in parallel (pytest-xdist, `-n auto --dist loadgroup`). Each worker builds
+# `make test` runs the suite in parallel (pytest-xdist, `--dist loadgroup`). Each worker builds
 # the session fixtures its tests use: the tests of the reference run and its queued experiments go to
 # one worker, those of the team's store and the concurrent run to another, the rest by file (a
 # module's fixture is built once). The two long groups come first, so that they start at once
