@@ -298,7 +298,8 @@ def sweep(args: argparse.Namespace) -> int:
     results = [finished[name] for name in names]
     done = [r["name"] for r in results if not r["error"]]
     if done:
-        command(project, "dvc", "exp", "pull", "--no-cache", "origin", *done, timeout=600)
+        # Another sweep, or a dvc command of the user's, may hold this clone's DVC lock: wait for it.
+        command(project, "dvc", "--wait-for-lock", "exp", "pull", "--no-cache", "origin", *done, timeout=600)
     print(table(results))
     failed = [r for r in results if r["error"]]
     for result in failed:

@@ -1,8 +1,10 @@
 """Determinism: the same params give the same bytes, and a no-op `dvc repro` touches nothing."""
 
+import json
+
 import yaml
 
-from scripts.toolkit import dvc, snapshot
+from scripts.toolkit import dvc, snapshot, temporaries
 
 FAULT_CLASS = "determinism: a rerun"
 USER_SEES = (
@@ -19,10 +21,13 @@ def outs(project):
 
 
 def test_two_runs_from_scratch_give_identical_outputs(reference, concurrent_run):
-    assert concurrent_run.first_code == 0
-    assert (reference / "metrics/summary.json").read_bytes() == (
-        concurrent_run.project / "metrics/summary.json").read_bytes()
-    first, second = outs(reference), outs(concurrent_run.project)
+    """The second, `concurrent_run`, was tried again while it ran (test_concurrency.py): intact too."""
+    project = concurrent_run.project
+    assert concurrent_run.first_code == 0, concurrent_run.first_output[-3000:]
+    assert json.loads(dvc(project, "status", "--json").stdout) == {} and temporaries(project) == []
+    summary = "metrics/summary.json"
+    assert (reference / summary).read_bytes() == (project / summary).read_bytes()
+    first, second = outs(reference), outs(project)
     assert {"data/model.keras", "metrics/evaluate.json", "plots/confusion.csv",
             "plots/misclassified.png"} <= set(first)
     assert set(first) == set(second)
