@@ -29,12 +29,22 @@ from typing import Self
 
 import psutil
 
-from scripts.toolkit import DATASET, VENV_BIN, Store, copy_project, dvc, exp_show, run, venv_env
+from scripts.toolkit import (
+    DATASET,
+    REPO,
+    VENV_BIN,
+    Store,
+    copy_project,
+    dvc,
+    exp_show,
+    processes_in,
+    run,
+    venv_env,
+)
+from sweep import HEADLINE
 
-REPO = Path(__file__).resolve().parents[1]
 GRID = ["-S", "epochs=3,5", "-S", "model.optimizer=rmsprop,adam", "-S", "model.hidden=[],[100]"]
 KEYS = ("epochs", "model.optimizer", "model.hidden")
-HEADLINE = ("sgd_cv_accuracy", "keras_val_accuracy", "keras_test_accuracy")
 TARGETS = {"b": 1.1, "c": 0.2}
 OUT = REPO / "bench" / "SWEEP.md"
 
@@ -68,9 +78,7 @@ def queue(project: Path, env: dict[str, str]) -> None:
                    check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen = False
     while True:  # the workers are daemons, not our children: watch the process table
-        workers = [p for p in psutil.process_iter(["cmdline", "cwd"])
-                   if "queue-worker" in (p.info["cmdline"] or [])
-                   and (p.info["cwd"] or "").startswith(str(project))]
+        workers = processes_in(project, "queue-worker")
         seen = seen or bool(workers)
         if seen and not workers:
             return

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+import psutil
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -266,6 +267,18 @@ def run_stages_here(project: Path, *names: str) -> Path:
     finally:
         os.chdir(cwd)
     return project
+
+
+def processes_in(root: Path, argument: str | None = None) -> list[psutil.Process]:
+    """The running processes (not this one) whose working directory is under `root`, with `argument`
+    on their command line if given: what a run started there (DVC's queue workers, a sweep's stages)."""
+    found = []
+    for process in psutil.process_iter(["cmdline", "cwd"]):
+        cwd, cmdline = process.info["cwd"] or "", process.info["cmdline"] or []
+        if (Path(cwd).is_relative_to(root) and process.pid != os.getpid()
+                and (argument is None or argument in cmdline)):
+            found.append(process)
+    return found
 
 
 def snapshot(root: Path, ignore: tuple[str, ...] = (".git", "__pycache__")) -> dict[str, tuple]:

@@ -60,7 +60,7 @@ SHARED_RUNS = {"pipeline": ("reference_run",), "team": ("store", "concurrent_run
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def group(item: pytest.Item) -> str:
         shared = [name for name, fixtures in SHARED_RUNS.items() if set(fixtures) & set(item.fixturenames)]
-        return shared[-1] if shared else item.path.name  # team's fixture reads the reference run
+        return shared[-1] if shared else item.path.name  # the store holds the reference run
 
     for item in items:
         item.add_marker(pytest.mark.xdist_group(group(item)))
@@ -209,12 +209,3 @@ def queued_experiments(reference: Path, tmp_path_factory: pytest.TempPathFactory
     finally:
         dvc(project, "queue", "stop", "--kill", check=False, env=env)  # no worker outlives the tests
 
-
-@pytest.fixture
-def model_params() -> Callable[..., object]:
-    """model_params(**changes) → stages.params.Model: the study's defaults, `changes` applied."""
-    from stages import params
-
-    defaults = {"hidden": [], "activation": "relu", "optimizer": "rmsprop", "learning_rate": 0.001,
-                "dropout": 0.0}
-    return lambda **changes: params.Model(**{**defaults, **changes})

@@ -4,10 +4,18 @@ import zipfile
 
 import numpy as np
 import pytest
+import yaml
 
+from scripts.toolkit import REPO
+from stages import params
 from stages.keras_model import import_keras, save_model
 from stages.sgd_cv import cross_validate_sgd
 from stages.train import build_model, train
+
+
+def model_params(**changes) -> params.Model:
+    """The study's network (params.yaml's `model`), `changes` applied."""
+    return params.Model(**{**yaml.safe_load((REPO / "params.yaml").read_text())["model"], **changes})
 
 
 def test_sgd_cross_validation_reports_each_fold(small, capsys):
@@ -30,7 +38,7 @@ def test_sgd_cross_validation_reports_each_fold(small, capsys):
      ["Dense", "Dropout", "Dense", "Dropout", "Dense"], [100, 50, 10], "Adam",
      (784 * 100 + 100) + (100 * 50 + 50) + (50 * 10 + 10)),
 ])
-def test_the_network_params_build(changes, layers, units, optimizer, parameters, model_params):
+def test_the_network_params_build(changes, layers, units, optimizer, parameters):
     keras = import_keras(42)
     net = build_model(keras, model_params(**changes))
     assert [type(layer).__name__ for layer in net.layers] == layers
@@ -41,7 +49,7 @@ def test_the_network_params_build(changes, layers, units, optimizer, parameters,
     assert net.count_params() == parameters
 
 
-def test_two_models_trained_alike_save_to_identical_bytes_that_load_safely(small, tmp_path, model_params):
+def test_two_models_trained_alike_save_to_identical_bytes_that_load_safely(small, tmp_path):
     x, y = small
     runs = []  # both nets kept alive, so Keras sees different Python object ids for the same model
     for _ in range(2):

@@ -4,7 +4,6 @@ and the restored rerun form the tier `sweep_faults` (`pytest -m sweep_faults tes
 
 import contextlib
 import hashlib
-import os
 import re
 import signal
 import socket
@@ -20,7 +19,19 @@ import psutil
 import pytest
 import yaml
 
-from scripts.toolkit import REPO, Store, clone, copy_project, dvc, exp_show, free_port, git, run, venv_env
+from scripts.toolkit import (
+    REPO,
+    Store,
+    clone,
+    copy_project,
+    dvc,
+    exp_show,
+    free_port,
+    git,
+    processes_in,
+    run,
+    venv_env,
+)
 from sweep import HEADLINE, experiment_names, grid
 
 SMALL = {"max_samples": 500, "epochs": 1, "sgd.folds": 2, "sgd.max_iter": 3}
@@ -61,10 +72,9 @@ def table_names(output: str) -> list[str]:
 
 def kill_leftovers(root: Path) -> None:
     """Processes still running in `root` (an orphaned dvc of a killed worker): end them."""
-    for process in psutil.process_iter(["cwd"]):
-        if (process.info["cwd"] or "").startswith(str(root)) and process.pid != os.getpid():
-            with contextlib.suppress(psutil.Error):
-                process.kill()
+    for process in processes_in(root):
+        with contextlib.suppress(psutil.Error):
+            process.kill()
 
 
 @pytest.fixture(scope="module")
@@ -144,14 +154,13 @@ def test_a_killed_worker_reruns_its_experiment_elsewhere(sweeper: Sweeper, tmp_p
     try:
         killed, deadline = False, time.monotonic() + 300
         while not killed and time.monotonic() < deadline and process.poll() is None:
-            for train in psutil.process_iter(["cmdline", "cwd"]):
-                if "stages.train" in (train.info["cmdline"] or []) and str(clones) in str(train.info["cwd"]):
-                    # The Dask worker that started train's `dvc exp run` (it may have ended meanwhile).
-                    with contextlib.suppress(psutil.Error, StopIteration):
-                        dvc_run = next(p for p in train.parents() if p.cmdline()[2:4] == ["exp", "run"])
-                        dvc_run.parent().send_signal(signal.SIGKILL)
-                        killed = True
-                        break
+            for train in processes_in(clones, "stages.train"):
+                # The Dask worker that started train's `dvc exp run` (it may have ended meanwhile).
+                with contextlib.suppress(psutil.Error, StopIteration):
+                    dvc_run = next(p for p in train.parents() if p.cmdline()[2:4] == ["exp", "run"])
+                    dvc_run.parent().send_signal(signal.SIGKILL)
+                    killed = True
+                    break
             time.sleep(0.2)
         assert killed, "no experiment reached train"
         out, err = process.communicate(timeout=600)
