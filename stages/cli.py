@@ -37,16 +37,19 @@ def run(main: Callable[[], None]) -> None:
     interruption); exit 1 with one line on a UserError or a full disk, 130 on Ctrl-C or SIGTERM."""
     global _pending
     stops = []  # signals received: a library may lose their KeyboardInterrupt (NumPy, iterating strings)
+    _pending, finished, running = [], [], True
 
     def stop(signum: int, frame: object) -> None:  # SIGTERM (`kill`, DVC's queue) unwinds like Ctrl-C
         stops.append(signum)
-        if _pending is not None:  # once `main` has returned, its outputs are moved into place regardless
+        if running:  # once `main` has ended, the moves, the line and the cleanup are never cut short
             raise KeyboardInterrupt
 
     handlers = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
-    _pending, finished = [], []
     try:
-        main()
+        try:
+            main()
+        finally:
+            running = False
         finished, _pending = _pending, None
         if stops:  # one whose KeyboardInterrupt a library lost
             raise KeyboardInterrupt

@@ -4,6 +4,7 @@ scripts/toolkit.py; the download's loopback mirrors in tests/mirrors.py."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from scripts.toolkit import (
     APPLIED_EPOCHS,
@@ -48,19 +50,20 @@ def pytest_configure() -> None:
         os.environ[name] = "127.0.0.1,localhost" + (f",{existing}" if existing else "")
 
 
-# `make test` runs the suite in parallel (pytest-xdist, `--dist loadgroup`). Each worker builds
-# the session fixtures its tests use: the tests of the reference run and its queued experiments go to
-# one worker, those of the team's store and the concurrent run to another, the rest by file (a
-# module's fixture is built once). The two long groups come first, so that they start at once
-# (`--no-loadscope-reorder`: xdist would otherwise put the groups of most tests first).
-SHARED_RUNS = {"pipeline": ("reference_run",), "team": ("store", "concurrent_run")}
+# `make test` runs the suite in parallel (pytest-xdist, `--dist loadgroup`). Each worker builds the
+# session fixtures its tests use (but the reference run, built once for all): the tests of the queued
+# experiments go to one worker, those of the concurrent run to another, the rest by file (a module's
+# fixture is built once; the store, a push of the reference, once per worker that uses it). The two
+# long groups come first, so that they start at once (`--no-loadscope-reorder`: xdist would otherwise
+# put the groups of most tests first).
+SHARED_RUNS = {"pipeline": ("queued_experiments",), "concurrent": ("concurrent_run",)}
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def group(item: pytest.Item) -> str:
         shared = [name for name, fixtures in SHARED_RUNS.items() if set(fixtures) & set(item.fixturenames)]
-        return shared[-1] if shared else item.path.name  # the store holds the reference run
+        return shared[-1] if shared else item.path.name
 
     for item in items:
         item.add_marker(pytest.mark.xdist_group(group(item)))
@@ -118,26 +121,35 @@ class ReferenceRun:
     origin: Path
     home: Path  # HOME and TMPDIR of the run: empty directories at its start
     tmpdir: Path
-    result: subprocess.CompletedProcess  # what `dvc repro` printed
+    stdout: str  # what `dvc repro` printed
+    stderr: str
 
 
 @pytest.fixture(scope="session")
-def reference_run(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> ReferenceRun:
-    root = tmp_path_factory.mktemp("reference")
-    home, tmpdir = root / "home", root / "tmp"
-    home.mkdir()
-    tmpdir.mkdir()
-    project = copy_project(root / "project", SMALL_RUN_PARAMS, origin=root / "origin.git")
-    result = dvc(project, "repro", env={"HOME": str(home), "TMPDIR": str(tmpdir)})
-    git(project, "add", "-A")
-    git(project, "commit", "-qm", "results")
-    git(project, "push", "-q", "origin", "main")
-    return ReferenceRun(project, root / "origin.git", home, tmpdir, result)
+def reference_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str, dataset: Path) -> ReferenceRun:
+    """Built once for the whole suite: under xdist the first worker to ask builds it in the session's
+    shared temporary directory while the others wait (pytest-xdist's recipe). Only read, by several
+    workers at once: copy it to change it or to run a dvc command that takes DVC's lock."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base if worker_id == "master" else base.parent) / "reference"
+    home, tmpdir, record = root / "home", root / "tmp", root / "repro.json"
+    with FileLock(f"{root}.lock"):
+        if not record.is_file():
+            shutil.rmtree(root, ignore_errors=True)  # what a worker that failed left
+            home.mkdir(parents=True)
+            tmpdir.mkdir()
+            project = copy_project(root / "project", SMALL_RUN_PARAMS, origin=root / "origin.git")
+            result = dvc(project, "repro", env={"HOME": str(home), "TMPDIR": str(tmpdir)})
+            git(project, "add", "-A")
+            git(project, "commit", "-qm", "results")
+            git(project, "push", "-q", "origin", "main")
+            record.write_text(json.dumps({"stdout": result.stdout, "stderr": result.stderr}))
+    return ReferenceRun(root / "project", root / "origin.git", home, tmpdir, **json.loads(record.read_text()))
 
 
 @pytest.fixture(scope="session")
 def reference(reference_run: ReferenceRun) -> Path:
-    """The reference run's project (only read: copy it to change it)."""
+    """The reference run's project (only read: see reference_run)."""
     return reference_run.project
 
 

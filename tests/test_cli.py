@@ -4,6 +4,7 @@ import contextlib
 import errno
 import os
 import signal
+import sys
 
 import pytest
 
@@ -11,6 +12,17 @@ from stages.cli import UserError, run
 from stages.data import atomic_path, write_json
 
 PREVIOUS = "the previous run's\n"
+
+
+class CtrlCOnWrite:
+    """A stream on which every write is preceded by Ctrl-C."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        signal.raise_signal(signal.SIGINT)
+        return self.stream.write(text)
 
 
 @pytest.mark.parametrize("stop, ends, err", [
@@ -24,12 +36,14 @@ PREVIOUS = "the previous run's\n"
     # on it (Matplotlib importing its backend): still an interruption.
     ("SIGINT, lost", 130, "interrupted: nothing was written\n"),
     ("SIGINT, another error", 130, "interrupted: nothing was written\n"),
+    ("SIGINT, twice", 130, "interrupted: nothing was written\n"),  # again while the stage says so
     # A bug is a traceback for the developer, not a one-line message; nor is another OS error a full disk.
     (ZeroDivisionError(), ZeroDivisionError, ""),
     (PermissionError(errno.EACCES, "denied", "data/raw"), PermissionError, ""),
 ], ids=["finished", "user-error", "full-disk", "ctrl-c", "sigterm", "ctrl-c-lost", "ctrl-c-as-another-error",
-        "bug", "not-a-full-disk"])
-def test_a_stage_s_outputs_appear_together_when_it_finishes_or_not_at_all(stop, ends, err, tmp_path, capsys):
+        "ctrl-c-twice", "bug", "not-a-full-disk"])
+def test_a_stage_s_outputs_appear_together_when_it_finishes_or_not_at_all(stop, ends, err, tmp_path, capsys,
+                                                                         monkeypatch):
     """Stopped: one line and exit 1 or 130 (a bug: raised as is); the previous output stays, no temporary."""
     (tmp_path / "report.json").write_text(PREVIOUS)
 
@@ -45,6 +59,9 @@ def test_a_stage_s_outputs_appear_together_when_it_finishes_or_not_at_all(stop, 
         elif stop == "SIGINT, lost":
             with contextlib.suppress(KeyboardInterrupt):
                 signal.raise_signal(signal.SIGINT)
+        elif stop == "SIGINT, twice":
+            monkeypatch.setattr(sys, "stderr", CtrlCOnWrite(sys.stderr))
+            signal.raise_signal(signal.SIGINT)
         elif stop == "SIGINT, another error":
             try:
                 signal.raise_signal(signal.SIGINT)

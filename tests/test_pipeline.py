@@ -17,8 +17,8 @@ from stages.data import CLASS_NAMES
 def test_repro_writes_every_report_plot_and_the_summary(reference_run, tmp_path):
     project = reference_run.project
     params = yaml.safe_load((project / "params.yaml").read_text())
-    assert ran_stages(reference_run.result.stdout) == list(STAGES)
-    log = reference_run.result.stdout + reference_run.result.stderr
+    assert ran_stages(reference_run.stdout) == list(STAGES)
+    log = reference_run.stdout + reference_run.stderr
     assert "Traceback" not in log and "Warning:" not in log, log  # no Python warning reaches the log
     # Nothing in HOME or TMPDIR: Keras's and Matplotlib's files are in the workspace.
     assert list(reference_run.home.iterdir()) == [] and list(reference_run.tmpdir.iterdir()) == []

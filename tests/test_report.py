@@ -96,7 +96,7 @@ def test_another_kernel_path_writes_the_same_metrics_and_the_report_shows_no_cha
     """A copy of the reference run (on TensorFlow's oneDNN kernels) whose train, evaluate and summary run
     again on another kernel path, as on another CPU (TF_ENABLE_ONEDNN_OPTS=0)."""
     reference = reference_run.project
-    assert "oneDNN custom operations are on" in reference_run.result.stderr
+    assert "oneDNN custom operations are on" in reference_run.stderr
     project = shutil.copytree(reference, tmp_path / "project", symlinks=True)
     # The three stages, each as `python -m` runs it, in one process: TensorFlow is imported once.
     stages = "; ".join(f"runpy.run_module('stages.{stage}', run_name='__main__')"

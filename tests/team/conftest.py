@@ -1,5 +1,6 @@
 """The team's store for the session, holding the reference run's outputs and run records."""
 
+import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -11,8 +12,9 @@ from scripts.toolkit import REPO, Store, run
 def store(reference_run, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     """The reference run's outputs and run records pushed to the store as store-push.yml pushes them on
     main (`dvc push --run-cache`); its commit is on reference_run.origin, where every clone pulls from."""
-    with Store(tmp_path_factory.mktemp("store")) as store:
-        pushed = run(reference_run.project, str(REPO / "scripts/ci_cache.sh"), "push", env=store.env(),
-                     check=True)
+    root = tmp_path_factory.mktemp("store")
+    project = shutil.copytree(reference_run.project, root / "project", symlinks=True)  # push takes its lock
+    with Store(root / "store") as store:
+        pushed = run(project, str(REPO / "scripts/ci_cache.sh"), "push", env=store.env(), check=True)
         assert "pushed" in pushed.stdout + pushed.stderr
         yield store

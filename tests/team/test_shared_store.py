@@ -1,5 +1,5 @@
 """Team scale, end to end against a real S3 store on 127.0.0.1: the store's set-up in two clones,
-push, pull, the run-cache (experiments on many machines: tests/test_sweep.py). Only DVC's own
+push, pull, the run-cache (experiments on many machines: tests/team/test_sweep.py). Only DVC's own
 commands move data. summary's one output is committed to Git, not cached: in another clone summary
 reruns (0.1 s of arithmetic) where every other stage is restored."""
 

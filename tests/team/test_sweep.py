@@ -1,6 +1,7 @@
-"""`python -m sweep`: experiments on a Dask cluster, pushed to a bare Git origin and the real S3 store
-(rclone on 127.0.0.1), pulled into one `dvc exp show`. One small sweep runs by default; the faults, TLS
-and the restored rerun form the tier `sweep_faults` (`pytest -m sweep_faults tests/test_sweep.py`)."""
+"""`python -m sweep`: experiments on a Dask cluster, pushed to a bare Git origin and the team's S3 store
+(which holds the reference run, so the grid's first experiment is restored from it), pulled into one
+`dvc exp show`. One sweep runs by default; the faults, TLS and the restored rerun form the tier
+`sweep_faults` (`pytest -m sweep_faults tests/team/test_sweep.py`)."""
 
 import contextlib
 import hashlib
@@ -21,6 +22,7 @@ import yaml
 
 from scripts.toolkit import (
     REPO,
+    SMALL_RUN_PARAMS,
     Store,
     clone,
     copy_project,
@@ -34,8 +36,7 @@ from scripts.toolkit import (
 )
 from sweep import HEADLINE, experiment_names, grid
 
-SMALL = {"max_samples": 500, "epochs": 1, "sgd.folds": 2, "sgd.max_iter": 3}
-GRID = ("-S", "model.hidden=[],[8]")  # two experiments; the comma inside a list is not a separator
+GRID = ("-S", "model.hidden=[],[8]")  # the reference's network, another; a list's comma separates nothing
 faults = pytest.mark.sweep_faults
 
 
@@ -78,13 +79,11 @@ def kill_leftovers(root: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def sweeper(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Iterator[Sweeper]:
+def sweeper(tmp_path_factory: pytest.TempPathFactory, store: Store) -> Iterator[Sweeper]:
     root = tmp_path_factory.mktemp("sweep")
     try:
-        with Store(root / "store") as store:
-            params = {**SMALL, "download.sources": [str(dataset)]}
-            project = copy_project(root / "user", params, origin=root / "origin.git")
-            yield Sweeper(project, root / "origin.git", store)
+        yield Sweeper(copy_project(root / "user", SMALL_RUN_PARAMS, origin=root / "origin.git"),
+                      root / "origin.git", store)
     finally:
         kill_leftovers(root)  # of any sweep in the project or the first sweep's clones
 
@@ -113,6 +112,8 @@ def test_sweep_on_two_local_workers_lands_in_one_exp_show(sweeper: Sweeper, firs
     assert first_sweep.returncode == 0, out + first_sweep.stderr
     assert re.search(r"dashboard http://127\.0\.0\.1:\d+/status", out)
     assert "[2 done, 0 running, 0 failed of 2]" in out
+    # The reference's network comes from the store; the other network reuses its data and SGD stages.
+    assert "(ran summary; 6 restored)" in out and "(ran train, evaluate, summary; 4 restored)" in out, out
     header = next(line for line in out.splitlines() if line.startswith("experiment "))
     assert header.split()[:4] == ["experiment", *HEADLINE]
     assert len(names) == 2 and sorted(sweeper.pushed()) == sorted(names)
@@ -150,7 +151,7 @@ def test_the_same_sweep_again_is_restored_from_the_store(sweeper: Sweeper, first
 @faults
 def test_a_killed_worker_reruns_its_experiment_elsewhere(sweeper: Sweeper, tmp_path: Path):
     clones = tmp_path / "clones"
-    process = sweeper.start("-S", "epochs=2", *GRID, "--workers", "2", clones=clones)
+    process = sweeper.start("-S", "epochs=3", *GRID, "--workers", "2", clones=clones)  # none in the store
     try:
         killed, deadline = False, time.monotonic() + 300
         while not killed and time.monotonic() < deadline and process.poll() is None:
