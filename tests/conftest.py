@@ -54,8 +54,8 @@ def pytest_configure() -> None:
 # session fixtures its tests use (but the reference run, built once for all): the tests of the queued
 # experiments go to one worker, those of the concurrent run to another, the rest by file (a module's
 # fixture is built once; the store, a push of the reference, once per worker that uses it). The two
-# long groups come first, so that they start at once (`--no-loadscope-reorder`: xdist would otherwise
-# put the groups of most tests first).
+# shared runs' groups come first, so that they start at once, the queue's (the longest) on the first
+# worker (`--no-loadscope-reorder`: xdist would otherwise put the groups of most tests first).
 SHARED_RUNS = {"pipeline": ("queued_experiments",), "concurrent": ("concurrent_run",)}
 
 
