@@ -1,4 +1,5 @@
-"""The team's store for the session, holding the reference run's outputs and run records."""
+"""The team's store, one per test worker (xdist) that needs it, holding the reference run's outputs and run
+records."""
 
 import shutil
 from collections.abc import Iterator
