@@ -14,7 +14,8 @@ repro: $(VENV)/.installed dataset  ## run the whole pipeline on the real data
 	dvc repro
 
 # A test worker per core and one more: the suite waits on DVC, the store and Dask a fifth of the time
-# (on 2 cores: 243 s with 3 workers, 247 s with 2). How tests/conftest.py groups them: see there.
+# (on 2 cores: 215-218 s with 3 workers, 201-221 s with 4, 243 s with 5: no clear gain past 3).
+# How tests/conftest.py groups them: see there.
 TEST_WORKERS ?= $(shell echo $$(($$(nproc) + 1)))
 
 test: $(VENV)/.installed dataset browser  ## lint, then run the test suite

@@ -31,8 +31,9 @@ def serve(project: Path) -> int:
         print(f"error: a store already answers on {store.endpoint}, where .dvc/config.local points: "
               "use it, or stop it (Ctrl-C where `make storage` runs) first", file=sys.stderr)
         return 1
-    store.port = store.port or free_port()
-    store.configure(project)
+    if not store.port:  # the first start: a free port and the new keys, written for this clone
+        store.port = free_port()
+        store.configure(project)
     try:
         store.start()
     except RuntimeError as error:

@@ -42,8 +42,10 @@ PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvc/plots
 # The tests' shared runs (tests/conftest.py): small, and every stage still does its real work.
 SMALL = 2000  # max_samples: 1,600 train, 400 validation, 2,000 test
 SMALL_RUN_PARAMS = {"max_samples": SMALL, "epochs": 2, "sgd.folds": 2, "download.sources": [str(DATASET)]}
-EXPERIMENT_EPOCHS = (1, 3)  # the shared queue's experiments; the small run trains 2 epochs
-APPLIED_EPOCHS = 3  # the one of them the queue's fixture applies and commits
+# The shared queue's experiments, one `-S` each: a longer training (the small run trains 2 epochs),
+# applied and committed by the queue's fixture, and another SGD (no network to train).
+QUEUED = {"epochs": 3, "sgd.folds": 3}
+APPLIED_EPOCHS = QUEUED["epochs"]
 # metrics/summary.json's keys, in order: the three accuracies the study compares first.
 SUMMARY_KEYS = ["sgd_cv_accuracy", "keras_val_accuracy", "keras_test_accuracy", "sgd_cv_accuracy_std",
                 "keras_train_accuracy", "keras_train_loss", "keras_val_loss", "keras_test_loss"]

@@ -18,7 +18,7 @@ from filelock import FileLock
 from scripts.toolkit import (
     APPLIED_EPOCHS,
     DATASET,
-    EXPERIMENT_EPOCHS,
+    QUEUED,
     SMALL,
     SMALL_RUN_PARAMS,
     VENV_BIN,
@@ -155,17 +155,16 @@ def reference(reference_run: ReferenceRun) -> Path:
 
 @dataclass
 class QueuedExperiments:
-    """A copy of the reference (its commit also the branch `base`) with experiments at
-    EXPERIMENT_EPOCHS queued and run by `dvc exp run --run-all -j 2`; then the one at APPLIED_EPOCHS
-    applied and committed."""
+    """A copy of the reference (its commit also the branch `base`) with an experiment of each QUEUED value
+    queued and run by `dvc exp run --run-all -j 2`; then the one at APPLIED_EPOCHS applied and committed."""
 
     project: Path
     home: Path  # HOME and TMPDIR of the queue: empty directories at its start
     tmpdir: Path
     queued: str  # what `dvc exp run --queue` printed
     two_at_once: bool  # two experiment workspaces (.dvc/tmp/exps) seen at the same time
-    runs: dict[int, dict]  # by epochs: name, rev, state, metrics; "log" (`dvc queue logs`) of the applied one
-    histories: dict[object, list[tuple]]  # (epoch, loss, val_loss) rows of `base` and by epochs
+    runs: dict[str, dict]  # by QUEUED key: name, rev, state, metrics; "log" of the applied one
+    histories: dict[str, list[tuple]]  # (epoch, loss, val_loss) rows of `base` and by QUEUED key
 
 
 @pytest.fixture(scope="session")
@@ -178,11 +177,10 @@ def queued_experiments(reference: Path, tmp_path_factory: pytest.TempPathFactory
     env = {"HOME": str(home), "TMPDIR": str(tmpdir)}
     for name in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "MPLCONFIGDIR", "KERAS_HOME"):
         env[name] = ""  # unset for the stages: an empty value is ignored like a missing one
-    project = root / "project"
-    subprocess.run(["cp", "-a", str(reference), str(project)], check=True)
+    project = shutil.copytree(reference, root / "project", symlinks=True)
     git(project, "branch", "base")
-    queued = dvc(project, "exp", "run", "--queue", "-S", "epochs=" + ",".join(map(str, EXPERIMENT_EPOCHS)),
-                 env=env).stdout
+    queued = "".join(dvc(project, "exp", "run", "--queue", "-S", f"{key}={value}", env=env).stdout
+                     for key, value in QUEUED.items())
     # `--run-all` starts the workers and returns when every queued experiment has ended; meanwhile
     # the workspaces it runs them in are watched for two at once.
     run_all = subprocess.Popen([str(VENV_BIN / "dvc"), "exp", "run", "--run-all", "-j", "2"], cwd=project,
@@ -201,16 +199,17 @@ def queued_experiments(reference: Path, tmp_path_factory: pytest.TempPathFactory
     output = run_all.stdout.read()
     assert run_all.returncode == 0, output[-3000:]
     try:
-        runs = {int(e.params["epochs"]): {"name": e.name, "rev": e.rev, "state": e.state,
-                                          "metrics": e.metrics} for e in exp_show(project, env=env) if e.name}
-        if APPLIED_EPOCHS in runs:
-            applied = runs[APPLIED_EPOCHS]["name"]
-            runs[APPLIED_EPOCHS]["log"] = dvc(project, "queue", "logs", applied, env=env).stdout
+        runs = {key: {"name": e.name, "rev": e.rev, "state": e.state, "metrics": e.metrics}
+                for e in exp_show(project, env=env) if e.name
+                for key, value in QUEUED.items() if e.params[key] == value}
+        if "epochs" in runs:
+            applied = runs["epochs"]["name"]
+            runs["epochs"]["log"] = dvc(project, "queue", "logs", applied, env=env).stdout
             dvc(project, "exp", "apply", applied, env=env)
             git(project, "add", "-A")
             git(project, "commit", "-qm", f"epochs={APPLIED_EPOCHS}")
         # The histories are DVC-cached plots, not in Git: `dvc plots diff` reads them at each revision.
-        revs = {"base": "base", **{epochs: run["rev"] for epochs, run in runs.items()}}
+        revs = {"base": "base", **{key: run["rev"] for key, run in runs.items()}}
         plots = json.loads(dvc(project, "plots", "diff", *revs.values(), "--json",
                                "--out", str(root / "plots"), env=env).stdout)["data"]
         (loss,) = plots["Loss per epoch"]

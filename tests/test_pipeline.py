@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
-from scripts.toolkit import APPLIED_EPOCHS, EXPERIMENT_EPOCHS, STAGES, SUMMARY_KEYS, dvc, git, ran_stages
-from stages.data import CLASS_NAMES
+from scripts.toolkit import APPLIED_EPOCHS, QUEUED, STAGES, SUMMARY_KEYS, dvc, git, ran_stages
+from stages.data import CLASS_NAMES, rounded
+from stages.sgd_cv import cross_validate_sgd
 
 
 def test_repro_writes_every_report_plot_and_the_summary(reference_run, tmp_path):
@@ -84,26 +85,34 @@ def test_repro_writes_every_report_plot_and_the_summary(reference_run, tmp_path)
 
 
 def test_queued_experiments_run_in_parallel_without_interfering(queued_experiments):
-    """Each in its own copy (.dvc/tmp/exps): deterministic training, so interference shows in histories."""
+    """Each in its own copy (.dvc/tmp/exps), each result as it would be alone: the longer training's history
+    extends the base's (training is deterministic), the other SGD scores what cross-validation here gives."""
     queue = queued_experiments
-    assert queue.queued.count("Queued experiment") == len(EXPERIMENT_EPOCHS), queue.queued
+    assert queue.queued.count("Queued experiment") == len(QUEUED), queue.queued
     assert queue.two_at_once  # two workers, each running one experiment in its own copy
-    assert sorted(queue.runs) == list(EXPERIMENT_EPOCHS)
-    base, longest = queue.histories["base"], queue.histories[max(EXPERIMENT_EPOCHS)]
-    assert len(base) == yaml.safe_load(git(queue.project, "show", "base:params.yaml"))["epochs"]
-    for epochs, run in queue.runs.items():
-        assert run["state"] == "success"
-        assert 0.6 < run["metrics"]["keras_test_accuracy"] <= 1
-        # Each trained for its own epochs, as it would have alone: the histories agree where they overlap.
-        history, shared = queue.histories[epochs], min(epochs, len(base))
-        assert len(history) == epochs and history == longest[:epochs] and history[:shared] == base[:shared]
-    assert len({run["metrics"]["sgd_cv_accuracy"] for run in queue.runs.values()}) == 1  # the same SGD result
-    assert len({run["metrics"]["keras_val_loss"] for run in queue.runs.values()}) == len(EXPERIMENT_EPOCHS)
+    assert sorted(queue.runs) == sorted(QUEUED)
+    for run in queue.runs.values():
+        assert run["state"] == "success" and 0.6 < run["metrics"]["keras_test_accuracy"] <= 1
+    base = yaml.safe_load(git(queue.project, "show", "base:params.yaml"))
+    before = json.loads(git(queue.project, "show", "base:metrics/summary.json"))
+    trained, scored = queue.runs["epochs"]["metrics"], queue.runs["sgd.folds"]["metrics"]
+    history = queue.histories["base"]
+    assert len(history) == base["epochs"] and queue.histories["epochs"][: len(history)] == history
+    assert trained["sgd_cv_accuracy"] == before["sgd_cv_accuracy"] != scored["sgd_cv_accuracy"]
+    assert trained["keras_val_loss"] != before["keras_val_loss"]
+    # The other SGD trained no network: its history and Keras figures are the base's.
+    assert queue.histories["sgd.folds"] == history
+    keras = [key for key in SUMMARY_KEYS if key.startswith("keras")]
+    assert [scored[key] for key in keras] == [before[key] for key in keras]
+    x, y = (np.load(queue.project / f"data/prepared/{name}_train.npy") for name in "xy")
+    alone = cross_validate_sgd(x, y, base["sgd"]["loss"], base["sgd"]["max_iter"], QUEUED["sgd.folds"],
+                               base["seed"])
+    assert scored["sgd_cv_accuracy"] == rounded(alone["mean"])
     # Nothing written outside the workspaces: no ~/.keras, no Matplotlib cache or config, no $TMPDIR file.
     assert [path for folder in (queue.home, queue.tmpdir) for path in folder.rglob("*")] == []
     # The one applied reran only what depends on `epochs` (the data came from the cache, SGD was not
     # redone); its results are the workspace's (test_report.py reads its params and metrics diffs).
-    applied = queue.runs[APPLIED_EPOCHS]
+    applied = queue.runs["epochs"]
     assert ran_stages(applied["log"]) == ["train", "evaluate", "summary"], applied["log"]
     assert len((queue.project / "plots/train_history.csv").read_text().splitlines()) == 1 + APPLIED_EPOCHS
     assert json.loads((queue.project / "metrics/summary.json").read_text()) == applied["metrics"]

@@ -12,7 +12,7 @@ import warnings
 import pytest
 import yaml
 
-from scripts.toolkit import APPLIED_EPOCHS, REPO, dvc, git, run
+from scripts.toolkit import APPLIED_EPOCHS, REPO, git, run
 from stages.data import ACCURACY_DECIMALS, LOSS_DIGITS, rounded, write_json
 
 
@@ -109,7 +109,6 @@ def test_another_kernel_path_writes_the_same_metrics_and_the_report_shows_no_cha
     assert "oneDNN custom operations are on" not in result.stderr
     for path in ("metrics/train.json", "metrics/evaluate.json", "metrics/summary.json"):
         assert (project / path).read_bytes() == (reference / path).read_bytes(), path
-    assert json.loads(dvc(project, "metrics", "diff", "--json").stdout) == {}
     markdown = report(project, "HEAD", "--plots-dir", str(tmp_path / "plots")).stdout
     assert "No params changed." in markdown and "No metric changed." in markdown, markdown
     summary = {row[1]: row[2:] for row in table(markdown, "### Metrics")}

@@ -36,7 +36,8 @@ from scripts.toolkit import (
 )
 from sweep import HEADLINE, experiment_names, grid
 
-GRID = ("-S", "model.hidden=[],[8]")  # the reference's network, another; a list's comma separates nothing
+MAX_ITER = yaml.safe_load((REPO / "params.yaml").read_text())["sgd"]["max_iter"]
+GRID = ("-S", f"sgd.max_iter={MAX_ITER},{MAX_ITER + 1}")  # the reference's SGD (in the store), another
 faults = pytest.mark.sweep_faults
 
 
@@ -112,14 +113,14 @@ def test_sweep_on_two_local_workers_lands_in_one_exp_show(sweeper: Sweeper, firs
     assert first_sweep.returncode == 0, out + first_sweep.stderr
     assert re.search(r"dashboard http://127\.0\.0\.1:\d+/status", out)
     assert "[2 done, 0 running, 0 failed of 2]" in out
-    # The reference's network comes from the store; the other network reuses its data and SGD stages.
-    assert "(ran summary; 6 restored)" in out and "(ran train, evaluate, summary; 4 restored)" in out, out
+    # The reference's SGD comes from the store; the other reuses its data and network stages.
+    assert "(ran summary; 6 restored)" in out and "(ran sgd_cv, summary; 5 restored)" in out, out
     header = next(line for line in out.splitlines() if line.startswith("experiment "))
     assert header.split()[:4] == ["experiment", *HEADLINE]
     assert len(names) == 2 and sorted(sweeper.pushed()) == sorted(names)
     shown = {e.name: e for e in exp_show(sweeper.project) if e.name}
     assert set(shown) == set(names)
-    assert sorted(str(shown[n].params["model.hidden"]) for n in names) == ["[8]", "[]"]
+    assert sorted(shown[n].params["sgd.max_iter"] for n in names) == [MAX_ITER, MAX_ITER + 1]
     for line in out.splitlines():  # the table's accuracies are the ones `dvc exp show` lists
         if line.split()[0] in shown:
             metrics = shown[line.split()[0]].metrics
