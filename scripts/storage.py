@@ -68,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["serve", "share"])
     args = parser.parse_args(argv)
+    if not Path(".dvc").is_dir():  # the store and its settings belong to a clone, at its top
+        print(f"error: {Path.cwd()} is not the top of a clone of this project (no .dvc/): run "
+              "`make storage` there", file=sys.stderr)
+        return 1
     return (serve if args.command == "serve" else share)(Path.cwd())
 
 

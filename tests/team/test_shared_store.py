@@ -80,6 +80,15 @@ def test_a_second_clone_reaches_the_store_started_from_the_first(tmp_path):
         assert server.wait(30) == 0, server.stderr.read()
 
 
+def test_outside_a_clone_the_store_command_is_one_line(tmp_path, monkeypatch, capsys):
+    from scripts import storage
+
+    monkeypatch.chdir(tmp_path)
+    assert storage.main(["share"]) == 1 and not list(tmp_path.iterdir())
+    assert capsys.readouterr().err == (f"error: {tmp_path} is not the top of a clone of this project (no "
+                                       ".dvc/): run `make storage` there\n")
+
+
 def test_fresh_clone_pulls_every_output_and_reruns_nothing(store, reference_run, tmp_path):
     b = clone(reference_run.origin, tmp_path / "b")
     assert not (b / ".dvc/cache").exists()
