@@ -52,11 +52,10 @@ def pytest_configure() -> None:
 
 # `make test` runs the suite in parallel (pytest-xdist, `--dist loadgroup`). Each worker builds the
 # session fixtures its tests use (but the reference run, built once for all): the tests of the queued
-# experiments go to one worker, those of the concurrent run to another, the rest by file (a module's
-# fixture is built once; the store, a push of the reference, once per worker that uses it). The two
-# shared runs' groups come first, so that they start at once, the queue's (the longest) on the first
+# experiments go to one worker, the rest by file (a module's fixture is built once; the store, a push of
+# the reference, once per worker that uses it). The queue's group (the longest) comes first, on the first
 # worker (`--no-loadscope-reorder`: xdist would otherwise put the groups of most tests first).
-SHARED_RUNS = {"pipeline": ("queued_experiments",), "concurrent": ("concurrent_run",)}
+SHARED_RUNS = {"pipeline": ("queued_experiments",)}
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
@@ -114,8 +113,9 @@ def entry_point(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 
 @dataclass
 class ReferenceRun:
-    """A small project (SMALL_RUN_PARAMS) reproduced from scratch by one uninterrupted `dvc repro`,
-    its results committed on main and pushed to the bare repository `origin`."""
+    """A small project (SMALL_RUN_PARAMS) reproduced from scratch by one `dvc repro`, its results committed on
+    main and pushed to the bare repository `origin`. While it ran each stage of CONCURRENT_DURING, `dvc repro`
+    was tried again in the project (tests/reliability/test_concurrency.py)."""
 
     project: Path
     origin: Path
@@ -123,6 +123,11 @@ class ReferenceRun:
     tmpdir: Path
     stdout: str  # what `dvc repro` printed
     stderr: str
+    attempts: dict[str, tuple[int, str, float, bool]]  # by stage: the second's exit code, output and seconds,
+    #                                                    whether the first still ran when it ended
+
+
+CONCURRENT_DURING = ("sgd_cv", "train")
 
 
 @pytest.fixture(scope="session")
@@ -139,11 +144,27 @@ def reference_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str, data
             home.mkdir(parents=True)
             tmpdir.mkdir()
             project = copy_project(root / "project", SMALL_RUN_PARAMS, origin=root / "origin.git")
-            result = dvc(project, "repro", env={"HOME": str(home), "TMPDIR": str(tmpdir)})
+            env = {"HOME": str(home), "TMPDIR": str(tmpdir)}
+            with (root / "stderr").open("w+") as stderr:  # a file: only stdout is read while it runs
+                first = subprocess.Popen([str(VENV_BIN / "dvc"), "repro"], cwd=project, text=True,
+                                         env=venv_env({**env, "PYTHONUNBUFFERED": "1"}),
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
+                lines, attempts = [], {}
+                for line in first.stdout:
+                    lines.append(line)
+                    for during in (name for name in CONCURRENT_DURING if f"Running stage '{name}'" in line):
+                        start = time.monotonic()
+                        second = dvc(project, "repro", env=env, check=False)
+                        attempts[during] = (second.returncode, second.stdout + second.stderr,
+                                            time.monotonic() - start, first.poll() is None)
+                first.wait(600)
+                stderr.seek(0)
+                result = {"stdout": "".join(lines), "stderr": stderr.read(), "attempts": attempts}
+            assert first.returncode == 0, result
             git(project, "add", "-A")
             git(project, "commit", "-qm", "results")
             git(project, "push", "-q", "origin", "main")
-            record.write_text(json.dumps({"stdout": result.stdout, "stderr": result.stderr}))
+            record.write_text(json.dumps(result))
     return ReferenceRun(root / "project", root / "origin.git", home, tmpdir, **json.loads(record.read_text()))
 
 

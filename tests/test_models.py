@@ -9,7 +9,6 @@ import yaml
 from scripts.toolkit import REPO
 from stages import params
 from stages.keras_model import import_keras, save_model
-from stages.sgd_cv import cross_validate_sgd
 from stages.train import build_model, train
 
 
@@ -19,6 +18,8 @@ def model_params(**changes) -> params.Model:
 
 
 def test_sgd_cross_validation_reports_each_fold(small, capsys):
+    from stages.sgd_cv import cross_validate_sgd  # scikit-learn: imported here, not at collection
+
     result = cross_validate_sgd(*small, "log_loss", max_iter=5, folds=3, seed=42)
     assert set(result) == {"mean", "std", "folds"} and len(result["folds"]) == 3
     assert result["mean"] == pytest.approx(np.mean(result["folds"]))

@@ -1,9 +1,9 @@
 """End to end on the shared runs (tests/conftest.py), `reference_run` (one `dvc repro` from scratch) and
-`queued_experiments`: what a user reads of the results, and the way back from a failed experiment."""
+`queued_experiments`: what a user reads of the results (the way back from a failed experiment:
+tests/team/test_shared_store.py)."""
 
 import csv
 import json
-import shutil
 from collections import Counter
 
 import numpy as np
@@ -12,7 +12,6 @@ import yaml
 
 from scripts.toolkit import APPLIED_EPOCHS, QUEUED, STAGES, SUMMARY_KEYS, dvc, git, ran_stages
 from stages.data import CLASS_NAMES, rounded
-from stages.sgd_cv import cross_validate_sgd
 
 
 def test_repro_writes_every_report_plot_and_the_summary(reference_run, tmp_path):
@@ -104,6 +103,8 @@ def test_queued_experiments_run_in_parallel_without_interfering(queued_experimen
     assert queue.histories["sgd.folds"] == history
     keras = [key for key in SUMMARY_KEYS if key.startswith("keras")]
     assert [scored[key] for key in keras] == [before[key] for key in keras]
+    from stages.sgd_cv import cross_validate_sgd  # scikit-learn: imported here, not at collection
+
     x, y = (np.load(queue.project / f"data/prepared/{name}_train.npy") for name in "xy")
     alone = cross_validate_sgd(x, y, base["sgd"]["loss"], base["sgd"]["max_iter"], QUEUED["sgd.folds"],
                                base["seed"])
@@ -121,17 +122,3 @@ def test_queued_experiments_run_in_parallel_without_interfering(queued_experimen
     fixed = [name for name in header if name in ("Experiment", "rev", "typ", "Created", "parent", "State",
                                                  "Executor")]
     assert header[: len(fixed)] == fixed and header[len(fixed):header.index("seed")] == SUMMARY_KEYS
-
-
-def test_a_failed_experiment_is_undone_by_exp_apply_head(reference, tmp_path):
-    project = shutil.copytree(reference, tmp_path / "project", symlinks=True)  # results committed, cache full
-    failed = dvc(project, "exp", "run", "-S", "split.test_size=0", check=False)
-    assert failed.returncode != 0 and "split.test_size = 0 is not allowed" in failed.stderr + failed.stdout
-    # What DVC leaves behind: the changed params and the failed stage's outputs removed.
-    assert git(project, "status", "--porcelain").split() == ["M", "params.yaml"]
-    assert not (project / "data/split").exists()
-    dvc(project, "exp", "apply", "HEAD")  # the way back (with an empty cache: tests/team)
-    assert git(project, "status", "--porcelain") == "" and "up to date" in dvc(project, "status").stdout
-    # Trying a value with --temp leaves the workspace as it was, failed or not.
-    assert dvc(project, "exp", "run", "--temp", "-S", "split.test_size=0", check=False).returncode != 0
-    assert git(project, "status", "--porcelain") == "" and "up to date" in dvc(project, "status").stdout

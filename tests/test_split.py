@@ -1,10 +1,11 @@
 import numpy as np
-from sklearn.model_selection import train_test_split
-
-from stages.split import split_indices
 
 
 def test_the_rows_train_test_split_picks_for_the_seed():
+    from sklearn.model_selection import train_test_split  # imported here, not at collection
+
+    from stages.split import split_indices
+
     x = np.random.default_rng(0).random((60_000, 2))
     x_train, x_val = train_test_split(x, test_size=0.2, random_state=42)
     train, val = split_indices(60_000, 0.2, 42)

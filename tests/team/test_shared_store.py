@@ -1,7 +1,7 @@
-"""Team scale, end to end against a real S3 store on 127.0.0.1: the store's set-up in two clones,
-push, pull, the run-cache (experiments on many machines: tests/team/test_sweep.py). Only DVC's own
-commands move data. summary's one output is committed to Git, not cached: in another clone summary
-reruns (0.1 s of arithmetic) where every other stage is restored."""
+"""Team scale, end to end against a real S3 store on 127.0.0.1: the store's set-up in two clones, push and
+pull, the CI script, the way back from a failed experiment in a fresh clone. Only DVC's own commands move
+data. The run-cache, which restores every stage but summary in another clone (summary's one output is
+committed to Git, not cached: it reruns, 0.1 s of arithmetic), is tests/team/test_sweep.py's subject."""
 
 import shlex
 import signal
@@ -10,7 +10,6 @@ from pathlib import Path
 
 from scripts.toolkit import (
     REPO,
-    STAGES,
     VENV_BIN,
     clone,
     copy_project,
@@ -18,7 +17,6 @@ from scripts.toolkit import (
     dvc,
     git,
     ran_stages,
-    restored_stages,
     run,
     set_params,
     venv_env,
@@ -72,12 +70,12 @@ def test_a_second_clone_reaches_the_store_started_from_the_first(tmp_path):
         (b / "note.txt").unlink(missing_ok=True)
         dvc(b, "pull", "--force", "note.txt")
         assert (b / "note.txt").read_text() == "shared through the store\n"
-        # Configured, B still keeps no store: it neither describes nor starts one.
-        for command in ("share", "serve"):
-            assert storage(b, command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).wait(60) == 1
-        assert not (b / ".storage").exists()
         server.send_signal(signal.SIGINT)  # Ctrl-C
         assert server.wait(30) == 0, server.stderr.read()
+    # Configured, B still keeps no store: it neither describes nor starts one.
+    for command in ("share", "serve"):
+        assert storage(b, command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).wait(60) == 1
+    assert not (b / ".storage").exists()
 
 
 def test_outside_a_clone_the_store_command_is_one_line(tmp_path, monkeypatch, capsys):
@@ -87,28 +85,6 @@ def test_outside_a_clone_the_store_command_is_one_line(tmp_path, monkeypatch, ca
     assert storage.main(["share"]) == 1 and not list(tmp_path.iterdir())
     assert capsys.readouterr().err == (f"error: {tmp_path} is not the top of a clone of this project (no "
                                        ".dvc/): run `make storage` there\n")
-
-
-def test_fresh_clone_pulls_every_output_and_reruns_nothing(store, reference_run, tmp_path):
-    b = clone(reference_run.origin, tmp_path / "b")
-    assert not (b / ".dvc/cache").exists()
-    dvc(b, "pull", env=store.env())
-    assert digests(b) == digests(reference_run.project)
-    out = dvc(b, "repro", env=store.env()).stdout
-    assert "Running stage" not in out and "Data and pipelines are up to date." in out
-    assert git(b, "status", "--porcelain") == ""
-
-
-def test_every_stage_but_summary_is_restored_from_the_run_cache(store, reference_run, tmp_path):
-    # A clone whose dvc.lock does not describe its params (here: none at all) can only skip a
-    # stage through the run-cache: the store's record of a run with the same code and params.
-    c = clone(reference_run.origin, tmp_path / "c")
-    (c / "dvc.lock").unlink()
-    out = output(dvc(c, "repro", "--pull", "--allow-missing", env=store.env()))
-    assert set(restored_stages(out)) == set(STAGES) - {"summary"}, out
-    assert ran_stages(out) == ["summary"], out  # its record names an object no push uploads
-    assert digests(c) == digests(reference_run.project)  # summary.json too: the same inputs, the same bytes
-    assert git(c, "status", "--porcelain") == ""  # the same dvc.lock as the reference run's, byte for byte
 
 
 def test_ci_reruns_only_what_a_change_touches(store, reference_run, tmp_path):
@@ -123,12 +99,18 @@ def test_ci_reruns_only_what_a_change_touches(store, reference_run, tmp_path):
     assert no_keys.returncode == 0 and "no store credentials" in no_keys.stderr
 
 
-def test_exp_apply_head_in_a_clone_with_an_empty_cache_then_pull(store, reference_run, tmp_path):
-    # A failed experiment in a fresh clone; `dvc exp apply HEAD` puts params.yaml back but has no
-    # cached outputs to check out: DVC says so (exit 255) and `dvc pull` completes the way back.
+def test_a_fresh_clone_pulls_every_output_and_undoes_a_failed_experiment(store, reference_run, tmp_path):
+    """A failed experiment in a fresh clone: `dvc exp apply HEAD` puts params.yaml back but has no cached
+    outputs to check out, DVC says so (exit 255), and `dvc pull` completes the way back. With the cache
+    full, `dvc exp apply HEAD` alone does; `dvc exp run --temp` never touches the workspace."""
     b = clone(reference_run.origin, tmp_path / "b")
-    failed = dvc(b, "exp", "run", "-S", "split.test_size=0", check=False, env=store.env())
-    assert failed.returncode != 0 and "split.test_size = 0 is not allowed" in output(failed)
+    assert not (b / ".dvc/cache").exists()
+
+    def fail(*args: str) -> None:  # split refuses the value, which DVC has set in params.yaml
+        failed = dvc(b, "exp", "run", *args, "-S", "split.test_size=0", check=False, env=store.env())
+        assert failed.returncode != 0 and "split.test_size = 0 is not allowed" in output(failed)
+
+    fail()
     applied = dvc(b, "exp", "apply", "HEAD", check=False, env=store.env())
     assert applied.returncode == 255, output(applied)
     lines = applied.stderr.splitlines()
@@ -136,5 +118,13 @@ def test_exp_apply_head_in_a_clone_with_an_empty_cache_then_pull(store, referenc
     assert "data/model.keras" in lines and "Is your cache up to date?" in lines, lines
     assert git(b, "status", "--porcelain") == ""  # params.yaml is HEAD's again
     dvc(b, "pull", env=store.env())
-    assert "up to date" in dvc(b, "status").stdout
     assert digests(b) == digests(reference_run.project)
+    out = dvc(b, "repro", env=store.env()).stdout
+    assert "Running stage" not in out and "Data and pipelines are up to date." in out
+
+    fail()  # what DVC leaves behind: the changed params, the failed stage's outputs removed
+    assert git(b, "status", "--porcelain").split() == ["M", "params.yaml"] and not (b / "data/split").exists()
+    dvc(b, "exp", "apply", "HEAD")  # the cache full now, that is the whole way back
+    assert git(b, "status", "--porcelain") == "" and "up to date" in dvc(b, "status").stdout
+    fail("--temp")  # trying a value with --temp leaves the workspace as it was
+    assert git(b, "status", "--porcelain") == "" and "up to date" in dvc(b, "status").stdout

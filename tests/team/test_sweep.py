@@ -1,7 +1,7 @@
 """`python -m sweep`: experiments on a Dask cluster, pushed to a bare Git origin and the team's S3 store
 (which holds the reference run, so the grid's first experiment is restored from it), pulled into one
-`dvc exp show`. One sweep runs by default; the faults, TLS and the restored rerun form the tier
-`sweep_faults` (`pytest -m sweep_faults tests/team/test_sweep.py`)."""
+`dvc exp show`. One sweep runs by default; the faults and TLS form the tier `sweep_faults`
+(`pytest -m sweep_faults tests/team/test_sweep.py`)."""
 
 import contextlib
 import hashlib
@@ -90,8 +90,8 @@ def sweeper(tmp_path_factory: pytest.TempPathFactory, store: Store) -> Iterator[
 
 
 @pytest.fixture(scope="module")
-def first_sweep(sweeper: Sweeper) -> subprocess.CompletedProcess:
-    """GRID on two local workers (their clones beside the project): the sweep the rerun finds in the store."""
+def grid_sweep(sweeper: Sweeper) -> subprocess.CompletedProcess:
+    """GRID on two local workers (their clones beside the project)."""
     return sweeper.sweep(*GRID, "--workers", "2", env=sweeper.env(sweeper.project.parent / "clones"))
 
 
@@ -108,9 +108,9 @@ def test_grid_is_parsed_as_dvc_exp_run_parses_it():
     assert first[0].split("-")[1] != second[0].split("-")[1]  # each sweep its own run id
 
 
-def test_sweep_on_two_local_workers_lands_in_one_exp_show(sweeper: Sweeper, first_sweep):
-    out, names = first_sweep.stdout, table_names(first_sweep.stdout)
-    assert first_sweep.returncode == 0, out + first_sweep.stderr
+def test_sweep_on_two_local_workers_lands_in_one_exp_show(sweeper: Sweeper, grid_sweep):
+    out, names = grid_sweep.stdout, table_names(grid_sweep.stdout)
+    assert grid_sweep.returncode == 0, out + grid_sweep.stderr
     assert re.search(r"dashboard http://127\.0\.0\.1:\d+/status", out)
     assert "[2 done, 0 running, 0 failed of 2]" in out
     # The reference's SGD comes from the store; the other reuses its data and network stages.
@@ -127,26 +127,18 @@ def test_sweep_on_two_local_workers_lands_in_one_exp_show(sweeper: Sweeper, firs
             assert [float(x) for x in line.split()[1:4]] == [round(metrics[k], 4) for k in HEADLINE]
 
 
-def test_an_experiment_of_the_sweep_comes_with_its_model_to_another_clone(sweeper: Sweeper, first_sweep,
+def test_an_experiment_of_the_sweep_comes_with_its_model_to_another_clone(sweeper: Sweeper, grid_sweep,
                                                                           tmp_path: Path):
     """As a teammate takes one into a fresh clone: `dvc exp pull`, `dvc exp apply`, `dvc pull`; the
     model is the one the experiment's dvc.lock names (the base commit has none)."""
     lead, env = clone(sweeper.origin, tmp_path / "lead"), sweeper.store.env()
-    name = table_names(first_sweep.stdout)[0]
+    name = table_names(grid_sweep.stdout)[0]
     for command in (("exp", "pull", "origin", name), ("exp", "apply", name), ("pull",)):
         dvc(lead, *command, env=env)
     outs = yaml.safe_load((lead / "dvc.lock").read_text())["stages"]["train"]["outs"]
     model = hashlib.md5((lead / "data/model.keras").read_bytes(), usedforsecurity=False).hexdigest()
     assert model == next(out["md5"] for out in outs if out["path"] == "data/model.keras")
     assert dvc(lead, "status", "--json", env=env).stdout.strip() == "{}"
-
-
-@faults
-def test_the_same_sweep_again_is_restored_from_the_store(sweeper: Sweeper, first_sweep, tmp_path: Path):
-    # New workers' clones, nothing local: all restored from the store but summary (not cached).
-    again = sweeper.sweep(*GRID, "--workers", "2", env=sweeper.env(tmp_path / "clones"))
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert len(re.findall(r"done in \d+ s \(ran summary; 6 restored\)", again.stdout)) == 2, again.stdout
 
 
 @faults
