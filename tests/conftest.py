@@ -50,24 +50,18 @@ def pytest_configure() -> None:
         os.environ[name] = "127.0.0.1,localhost" + (f",{existing}" if existing else "")
 
 
-# `make test` runs the suite in parallel (pytest-xdist, `--dist loadgroup`). Each worker builds the
-# session fixtures its tests use (but the reference run, built once for all): the tests of the queued
-# experiments go to one worker, the rest by file (a module's fixture is built once; the store, a push of
-# the reference, once per worker that uses it). The queue's group (the longest) comes first, on the first
-# worker (`--no-loadscope-reorder`: xdist would otherwise put the groups of most tests first).
-SHARED_RUNS = {"pipeline": ("queued_experiments",)}
-
-
+# `make test` runs the suite in parallel (pytest-xdist, `--dist loadgroup`), a group per test file: a
+# module's fixtures are built once (the store, a push of the reference, once per worker that uses it; the
+# reference run once for all). The tests of the queued experiments, the longest setup, form one group that
+# comes first, on the first worker (`--no-loadscope-reorder`: xdist would put the largest groups first).
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def group(item: pytest.Item) -> str:
-        shared = [name for name, fixtures in SHARED_RUNS.items() if set(fixtures) & set(item.fixturenames)]
-        return shared[-1] if shared else item.path.name
+        return "queued_experiments" if "queued_experiments" in item.fixturenames else item.path.name
 
     for item in items:
         item.add_marker(pytest.mark.xdist_group(group(item)))
-    order = list(SHARED_RUNS)
-    items.sort(key=lambda item: order.index(group(item)) if group(item) in order else len(order))
+    items.sort(key=lambda item: group(item) != "queued_experiments")
 
 
 @pytest.fixture(scope="session")
