@@ -271,6 +271,13 @@ def run_stages_here(project: Path, *names: str) -> Path:
     return project
 
 
+def stages_command(*names: str) -> list[str]:
+    """The command that runs each stage in turn as `python -m stages.<name>` runs it, in one fresh process
+    (TensorFlow imported once, nothing of the caller's state inherited); run it in the project."""
+    return [str(VENV_BIN / "python"), "-c", "import runpy; " + "; ".join(
+        f"runpy.run_module('stages.{name}', run_name='__main__')" for name in names)]
+
+
 def processes_in(root: Path, argument: str | None = None) -> list[psutil.Process]:
     """The running processes (not this one) whose working directory is under `root`, with `argument`
     on their command line if given: what a run started there (DVC's queue workers, a sweep's stages)."""

@@ -52,16 +52,21 @@ def pytest_configure() -> None:
 
 # `make test` runs the suite in parallel (pytest-xdist, `--dist loadgroup`), a group per test file: a
 # module's fixtures are built once (the store, a push of the reference, once per worker that uses it; the
-# reference run once for all). The tests of the queued experiments, the longest setup, form one group that
-# comes first, on the first worker (`--no-loadscope-reorder`: xdist would put the largest groups first).
+# reference run once for all). The groups go out in this order (`--no-loadscope-reorder` keeps it): the
+# queued experiments' tests, the longest setup, whose worker builds the reference run on the way; the groups
+# that do not need the reference run, for the other workers meanwhile; those that use the team's store, the
+# longest of the rest; then the rest.
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def group(item: pytest.Item) -> str:
         return "queued_experiments" if "queued_experiments" in item.fixturenames else item.path.name
 
+    waiting = {group(item) for item in items if "reference_run" in item.fixturenames}
+    team = {group(item) for item in items if "store" in item.fixturenames}
     for item in items:
         item.add_marker(pytest.mark.xdist_group(group(item)))
-    items.sort(key=lambda item: group(item) != "queued_experiments")
+    items.sort(key=lambda item: (group(item) != "queued_experiments", group(item) in waiting,
+                                 group(item) not in team))
 
 
 @pytest.fixture(scope="session")

@@ -6,13 +6,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import warnings
 
 import pytest
 import yaml
 
-from scripts.toolkit import APPLIED_EPOCHS, REPO, git, run
+from scripts.toolkit import APPLIED_EPOCHS, REPO, git, run, stages_command
 from stages.data import ACCURACY_DECIMALS, LOSS_DIGITS, rounded, write_json
 
 
@@ -95,11 +94,8 @@ def test_another_kernel_path_writes_the_same_metrics_and_the_report_shows_no_cha
     reference = reference_run.project
     assert "oneDNN custom operations are on" in reference_run.stderr
     project = shutil.copytree(reference, tmp_path / "project", symlinks=True)
-    # The three stages, each as `python -m` runs it, in one process: TensorFlow is imported once.
-    stages = "; ".join(f"runpy.run_module('stages.{stage}', run_name='__main__')"
-                       for stage in ("train", "evaluate", "summary"))
     env = {key: value for key, value in os.environ.items() if not key.startswith("TF_")}
-    result = subprocess.run([sys.executable, "-c", f"import runpy; {stages}"], cwd=project,
+    result = subprocess.run(stages_command("train", "evaluate", "summary"), cwd=project,
                             env={**env, "TF_ENABLE_ONEDNN_OPTS": "0"}, capture_output=True, text=True,
                             timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]

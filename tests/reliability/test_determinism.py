@@ -3,7 +3,7 @@
 import json
 import shutil
 
-from scripts.toolkit import STAGES, digests, dvc, run_stages_here, snapshot, temporaries
+from scripts.toolkit import STAGES, digests, dvc, run, snapshot, stages_command, temporaries
 from stages.cli import remove
 from stages.data import OUTPUTS
 
@@ -15,13 +15,13 @@ USER_SEES = (
 
 
 def test_two_runs_from_scratch_give_identical_outputs(reference, tmp_path):
-    """The reference's outputs removed from a copy and every stage run again (in this process, as `python -m
+    """The reference's outputs removed from a copy and every stage run again (in one process, as `python -m
     stages.<name>` runs each there): the same bytes, the ones dvc.lock records (`dvc status` has nothing)."""
     project = shutil.copytree(reference, tmp_path / "project", symlinks=True)
     for path in (path for outputs in OUTPUTS.values() for path in outputs):
         remove(project / path)
     assert digests(project) == {}
-    run_stages_here(project, *STAGES)
+    run(project, *stages_command(*STAGES), check=True)
     first, second = digests(reference), digests(project)
     assert {"data/model.keras", "metrics/summary.json", "plots/misclassified.png"} <= set(first)
     different = {path for path in first if first[path] != second.get(path)}  # the model's date is not saved

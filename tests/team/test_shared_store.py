@@ -106,11 +106,11 @@ def test_a_fresh_clone_pulls_every_output_and_undoes_a_failed_experiment(store, 
     b = clone(reference_run.origin, tmp_path / "b")
     assert not (b / ".dvc/cache").exists()
 
-    def fail(*args: str) -> None:  # split refuses the value, which DVC has set in params.yaml
-        failed = dvc(b, "exp", "run", *args, "-S", "split.test_size=0", check=False, env=store.env())
-        assert failed.returncode != 0 and "split.test_size = 0 is not allowed" in output(failed)
+    def fail(setting: str, *args: str) -> None:  # a stage refuses the value DVC has set in params.yaml
+        failed = dvc(b, "exp", "run", *args, "-S", setting, check=False, env=store.env())
+        assert failed.returncode != 0 and f"{setting.replace('=', ' = ')} is not allowed" in output(failed)
 
-    fail()
+    fail("download.retries=0")  # download, the first stage: nothing else runs in the empty clone
     applied = dvc(b, "exp", "apply", "HEAD", check=False, env=store.env())
     assert applied.returncode == 255, output(applied)
     lines = applied.stderr.splitlines()
@@ -122,9 +122,9 @@ def test_a_fresh_clone_pulls_every_output_and_undoes_a_failed_experiment(store, 
     out = dvc(b, "repro", env=store.env()).stdout
     assert "Running stage" not in out and "Data and pipelines are up to date." in out
 
-    fail()  # what DVC leaves behind: the changed params, the failed stage's outputs removed
+    fail("split.test_size=0")  # DVC leaves the changed params behind, the failed stage's outputs removed
     assert git(b, "status", "--porcelain").split() == ["M", "params.yaml"] and not (b / "data/split").exists()
     dvc(b, "exp", "apply", "HEAD")  # the cache full now, that is the whole way back
     assert git(b, "status", "--porcelain") == "" and "up to date" in dvc(b, "status").stdout
-    fail("--temp")  # trying a value with --temp leaves the workspace as it was
+    fail("split.test_size=0", "--temp")  # trying a value with --temp leaves the workspace as it was
     assert git(b, "status", "--porcelain") == "" and "up to date" in dvc(b, "status").stdout
