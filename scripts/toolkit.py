@@ -253,24 +253,6 @@ def add_raw_data(project: Path) -> Path:
     return project
 
 
-def run_stages_here(project: Path, *names: str) -> Path:
-    """Run stages in this process, in `project`, as `python -m stages.<name>` runs each there (a
-    test's setup without a process per stage); the working directory is restored after. Returns
-    `project`."""
-    import importlib
-
-    from stages.cli import run as run_stage
-
-    cwd = Path.cwd()
-    os.chdir(project)
-    try:
-        for name in names:
-            run_stage(importlib.import_module(f"stages.{name}").main)
-    finally:
-        os.chdir(cwd)
-    return project
-
-
 def stages_command(*names: str) -> list[str]:
     """The command that runs each stage in turn as `python -m stages.<name>` runs it, in one fresh process
     (TensorFlow imported once, nothing of the caller's state inherited); run it in the project."""

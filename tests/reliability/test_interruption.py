@@ -19,9 +19,10 @@ from scripts.toolkit import (
     copy_project,
     dvc,
     ran_stages,
-    run_stages_here,
+    run,
     set_params,
     snapshot,
+    stages_command,
     temporaries,
     venv_env,
     wait_for,
@@ -96,7 +97,7 @@ def test_ctrl_c_between_a_stage_s_outputs_leaves_every_output_as_it_was(tmp_path
     """`python -m stages.prepare` (its outputs in place from a run with other params) stopped by Ctrl-C once
     x_train.npy is written, y_train.npy begun: each output waits in stages/cli.py, as every stage's does."""
     source = add_raw_data(copy_project(tmp_path / "source", {"max_samples": 1000}))
-    run_stages_here(source, "prepare")
+    run(source, *stages_command("prepare"), check=True)
     ignore = (".git", "__pycache__", "tmp")  # .dvc/tmp: the libraries' homes, not outputs
 
     def files(project: Path) -> dict[Path, tuple[int, int]]:  # a temporary may move meanwhile
