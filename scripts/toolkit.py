@@ -46,6 +46,8 @@ SMALL_RUN_PARAMS = {"max_samples": SMALL, "epochs": 2, "sgd.folds": 2, "download
 # applied and committed by the queue's fixture, and another SGD (no network to train).
 QUEUED = {"epochs": 3, "sgd.folds": 3}
 APPLIED_EPOCHS = QUEUED["epochs"]
+# The reference run's stages during which `dvc repro` is tried again (tests/reliability/test_concurrency.py).
+CONCURRENT_DURING = ("sgd_cv", "train")
 # metrics/summary.json's keys, in order: the three accuracies the study compares first.
 SUMMARY_KEYS = ["sgd_cv_accuracy", "keras_val_accuracy", "keras_test_accuracy", "sgd_cv_accuracy_std",
                 "keras_train_accuracy", "keras_train_loss", "keras_val_loss", "keras_test_loss"]
@@ -184,11 +186,6 @@ def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.0
 def ran_stages(output: str) -> list[str]:
     """The stages a `dvc repro` or `dvc exp run` ran, in order, by its "Running stage" lines."""
     return re.findall(r"Running stage '(\w+)'", output)
-
-
-def restored_stages(output: str) -> list[str]:
-    """The stages it restored from the run-cache instead of running them."""
-    return re.findall(r"Stage '(\w+)' is cached - skipping run", output)
 
 
 @dataclass

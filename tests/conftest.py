@@ -17,6 +17,7 @@ from filelock import FileLock
 
 from scripts.toolkit import (
     APPLIED_EPOCHS,
+    CONCURRENT_DURING,
     DATASET,
     QUEUED,
     SMALL,
@@ -124,9 +125,6 @@ class ReferenceRun:
     stderr: str
     attempts: dict[str, tuple[int, str, float, bool]]  # by stage: the second's exit code, output and seconds,
     #                                                    whether the first still ran when it ended
-
-
-CONCURRENT_DURING = ("sgd_cv", "train")
 
 
 @pytest.fixture(scope="session")

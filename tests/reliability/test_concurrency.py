@@ -7,7 +7,7 @@ with its read/write lock instead (.dvc/tmp/rwlock): the second run is refused ei
 
 import pytest
 
-from tests.conftest import CONCURRENT_DURING
+from scripts.toolkit import CONCURRENT_DURING
 
 FAULT_CLASS = "concurrency: a second `dvc repro`"
 USER_SEES = (
