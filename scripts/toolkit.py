@@ -10,7 +10,6 @@ what a run ran, what `dvc exp show --json` lists, and the local S3 store (rclone
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import os
@@ -238,16 +237,6 @@ def free_port() -> int:
 def closed_port_url() -> str:
     """An http URL on 127.0.0.1 where nothing listens (connection refused)."""
     return f"http://127.0.0.1:{free_port()}/"
-
-
-def add_raw_data(project: Path) -> Path:
-    """Put the four decompressed IDX files of DATASET in `project`/data/raw, as download does."""
-    raw = project / "data" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                 "t10k-labels-idx1-ubyte"):
-        (raw / name).write_bytes(gzip.decompress((DATASET / f"{name}.gz").read_bytes()))
-    return project
 
 
 def stages_command(*names: str) -> list[str]:

@@ -1,6 +1,6 @@
-"""The suite's fixtures: the real dataset, a stage's entry point run in-process, and the pipeline runs
-that several tests only read (session-scoped, each named for what it set up). Helpers live in
-scripts/toolkit.py; the download's loopback mirrors in tests/mirrors.py."""
+"""The suite's fixtures: the real dataset, a stage's entry point run in-process, and the pipeline runs and
+the team's store that several tests only read (session-scoped, each named for what it set up). Helpers
+live in scripts/toolkit.py; the download's loopback mirrors in tests/mirrors.py."""
 
 import json
 import os
@@ -20,13 +20,16 @@ from scripts.toolkit import (
     CONCURRENT_DURING,
     DATASET,
     QUEUED,
+    REPO,
     SMALL,
     SMALL_RUN_PARAMS,
     VENV_BIN,
+    Store,
     copy_project,
     dvc,
     exp_show,
     git,
+    run,
     venv_env,
 )
 
@@ -169,6 +172,19 @@ def reference_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str, data
 def reference(reference_run: ReferenceRun) -> Path:
     """The reference run's project (only read: see reference_run)."""
     return reference_run.project
+
+
+@pytest.fixture(scope="session")
+def store(reference_run: ReferenceRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """The team's S3 store, one per xdist worker that needs it: the reference run's outputs and run records
+    pushed as store-push.yml pushes them on main (`dvc push --run-cache`); its commit is on
+    reference_run.origin, where every clone pulls from."""
+    root = tmp_path_factory.mktemp("store")
+    project = shutil.copytree(reference_run.project, root / "project", symlinks=True)  # push takes its lock
+    with Store(root / "store") as store:
+        pushed = run(project, str(REPO / "scripts/ci_cache.sh"), "push", env=store.env(), check=True)
+        assert "pushed" in pushed.stdout + pushed.stderr
+        yield store
 
 
 @dataclass

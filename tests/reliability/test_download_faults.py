@@ -22,7 +22,7 @@ import trustme
 import yaml
 from tqdm import tqdm
 
-from scripts.toolkit import REPO, closed_port_url, wait_for
+from scripts.toolkit import REPO, closed_port_url, snapshot, wait_for
 from stages import download as stage
 from stages.cli import run as run_stage
 from stages.data import FILES
@@ -32,7 +32,7 @@ FAULT_CLASS = "download: a faulty source"
 USER_SEES = ("a line `source URL: what failed; trying the next one` (an HTTP status, a dropped or silent "
              "connection, a bad gzip or sha256, a refused certificate or redirect), then the next source; if "
              "none verifies, `error: no source could provide Fashion-MNIST. Tried: ...` naming each source "
-             "and its fault and the fix that fits, exit 1, nothing in data/raw")
+             "and its fault and the fix that fits, exit 1, data/raw as it was")
 FIRST = next(iter(FILES))  # train-images-idx3-ubyte: the first file asked of every source
 GZ = (stage.DEBIAN / f"{FIRST}.gz").read_bytes()
 EXPIRED = {"not_after": datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)}
@@ -138,21 +138,12 @@ def test_a_flaky_mirror_succeeds_on_the_next_attempt(tmp_path, mirror):
     assert server.requests == [f"{FIRST}.gz"] + [f"{name}.gz" for name in FILES]
 
 
-def test_a_failed_download_keeps_the_previous_data(tmp_path, dataset, mirror):
-    out = tmp_path / "raw"
-    stage.download([str(dataset)], out)
-    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    with pytest.raises(stage.UserError, match="no source could provide"):
-        stage.download([mirror(lambda h, n: h.send(404)).url], out, retries=1, timeout=0.5)
-    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
-    assert verified(out) and os.listdir(tmp_path) == ["raw"]
-
-
 @pytest.mark.parametrize("damaged", [False, True], ids=["mirrors-and-a-missing-directory", "damaged-package"])
-def test_when_every_source_fails_one_error_names_each_and_the_fix(damaged, tmp_path, mirror, authority,
-                                                                   monkeypatch, entry_point):
+def test_when_every_source_fails_one_error_names_each_and_the_fix(damaged, tmp_path, dataset, mirror,
+                                                                   authority, monkeypatch, entry_point):
     """Exit 1: a line per source but the last, then one error naming each source, its fault and the fix
-    that fits: install dataset-fashion-mnist, or reinstall it when its own files fail. Nothing written."""
+    that fits: install dataset-fashion-mnist, or reinstall it when its own files fail. The previous run's
+    data/raw stays as it was."""
     if damaged:
         monkeypatch.setattr(stage, "DEBIAN", tmp_path / "fashion-mnist")
         stage.DEBIAN.mkdir()
@@ -169,25 +160,28 @@ def test_when_every_source_fails_one_error_names_each_and_the_fix(damaged, tmp_p
         fix = (f"`apt-get install dataset-fashion-mnist` (puts the files in {stage.DEBIAN}), "
                "or list a reachable mirror under download.sources in params.yaml")
     project = tmp_path / "project"
-    project.mkdir()
+    stage.download([str(dataset)], project / "data/raw")  # the previous run's
     params = {"download": {"sources": list(faults), "retries": 1, "timeout": 5}}
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     tried = [f"{source}: {fault}" for source, fault in faults.items()]
     lines = [f"source {line}; trying the next one" for line in tried[:-1]]
     error = f"error: no source could provide Fashion-MNIST. Tried: {'; '.join(tried)}. Fix: {fix}"
+    before = snapshot(project)
     assert entry_point(stage.main, project) == (1, [*lines, error])
-    assert sorted(os.listdir(project)) == ["data", "params.yaml"] and os.listdir(project / "data") == []
+    assert snapshot(project) == before and verified(project / "data/raw")
 
 
 @pytest.mark.parametrize("sent, code, left", [
-    (signal.SIGINT, 130, []), (signal.SIGTERM, 130, []), (signal.SIGKILL, -9, [".raw-tmp-"]),
+    (signal.SIGINT, 130, ["raw"]), (signal.SIGTERM, 130, ["raw"]), (signal.SIGKILL, -9, [".raw-tmp-", "raw"]),
 ], ids=["ctrl-c", "sigterm", "sigkill"])
-def test_a_download_stopped_midway_leaves_nothing_under_the_final_name(sent, code, left, tmp_path, dataset,
+def test_a_download_stopped_midway_leaves_the_previous_data_as_it_was(sent, code, left, tmp_path, dataset,
                                                                        mirror, capfd):
-    """The stage, forked, stopped while a file streams in: Ctrl-C or SIGTERM (`kill`) ends with one line
-    and exit 130, nothing under data/; SIGKILL (the OOM killer) cannot clean up its hidden temporary
-    (git-ignored). The next download completes."""
+    """The stage, forked, stopped while a file streams in over the previous run's data/raw: Ctrl-C or
+    SIGTERM (`kill`) ends with one line and exit 130, data/raw as it was; SIGKILL (the OOM killer) cannot
+    clean up its hidden temporary (git-ignored). The next download completes."""
     out = tmp_path / "data" / "raw"
+    stage.download([str(dataset)], out)
+    before = snapshot(out)
     child = multiprocessing.get_context("fork").Process(
         target=run_stage, args=(lambda: stage.download([mirror(stalled).url], out, 1, 60),))
     child.start()
@@ -197,7 +191,8 @@ def test_a_download_stopped_midway_leaves_nothing_under_the_final_name(sent, cod
         child.join(30)
     finally:
         child.kill()
-    assert child.exitcode == code and [p.name[:9] for p in (tmp_path / "data").iterdir()] == left
+    assert child.exitcode == code and sorted(p.name[:9] for p in (tmp_path / "data").iterdir()) == left
+    assert snapshot(out) == before
     if code == 130:
         assert capfd.readouterr().err.splitlines()[-1] == "interrupted: nothing was written"
     assert stage.download([str(dataset)], out) == str(dataset) and verified(out)

@@ -86,13 +86,7 @@ def sweeper(tmp_path_factory: pytest.TempPathFactory, store: Store) -> Iterator[
         yield Sweeper(copy_project(root / "user", SMALL_RUN_PARAMS, origin=root / "origin.git"),
                       root / "origin.git", store)
     finally:
-        kill_leftovers(root)  # of any sweep in the project or the first sweep's clones
-
-
-@pytest.fixture(scope="module")
-def grid_sweep(sweeper: Sweeper) -> subprocess.CompletedProcess:
-    """GRID on two local workers (their clones beside the project)."""
-    return sweeper.sweep(*GRID, "--workers", "2", env=sweeper.env(sweeper.project.parent / "clones"))
+        kill_leftovers(root)  # of any sweep run in the project
 
 
 def test_grid_is_parsed_as_dvc_exp_run_parses_it():
@@ -108,9 +102,10 @@ def test_grid_is_parsed_as_dvc_exp_run_parses_it():
     assert first[0].split("-")[1] != second[0].split("-")[1]  # each sweep its own run id
 
 
-def test_sweep_on_two_local_workers_lands_in_one_exp_show(sweeper: Sweeper, grid_sweep):
-    out, names = grid_sweep.stdout, table_names(grid_sweep.stdout)
-    assert grid_sweep.returncode == 0, out + grid_sweep.stderr
+def test_sweep_on_two_local_workers_lands_in_one_exp_show(sweeper: Sweeper, tmp_path: Path):
+    result = sweeper.sweep(*GRID, "--workers", "2", env=sweeper.env(tmp_path / "clones"))
+    out, names = result.stdout, table_names(result.stdout)
+    assert result.returncode == 0, out + result.stderr
     assert re.search(r"dashboard http://127\.0\.0\.1:\d+/status", out)
     assert "[2 done, 0 running, 0 failed of 2]" in out
     # The reference's SGD comes from the store; the other reuses its data and network stages.
@@ -125,15 +120,10 @@ def test_sweep_on_two_local_workers_lands_in_one_exp_show(sweeper: Sweeper, grid
         if line.split()[0] in shown:
             metrics = shown[line.split()[0]].metrics
             assert [float(x) for x in line.split()[1:4]] == [round(metrics[k], 4) for k in HEADLINE]
-
-
-def test_an_experiment_of_the_sweep_comes_with_its_model_to_another_clone(sweeper: Sweeper, grid_sweep,
-                                                                          tmp_path: Path):
-    """As a teammate takes one into a fresh clone: `dvc exp pull`, `dvc exp apply`, `dvc pull`; the
-    model is the one the experiment's dvc.lock names (the base commit has none)."""
+    # A teammate takes one into a fresh clone (`dvc exp pull`, `dvc exp apply`, `dvc pull`): the model is
+    # the one the experiment's dvc.lock names (the base commit has none).
     lead, env = clone(sweeper.origin, tmp_path / "lead"), sweeper.store.env()
-    name = table_names(grid_sweep.stdout)[0]
-    for command in (("exp", "pull", "origin", name), ("exp", "apply", name), ("pull",)):
+    for command in (("exp", "pull", "origin", names[0]), ("exp", "apply", names[0]), ("pull",)):
         dvc(lead, *command, env=env)
     outs = yaml.safe_load((lead / "dvc.lock").read_text())["stages"]["train"]["outs"]
     model = hashlib.md5((lead / "data/model.keras").read_bytes(), usedforsecurity=False).hexdigest()
@@ -170,17 +160,6 @@ def test_a_killed_worker_reruns_its_experiment_elsewhere(sweeper: Sweeper, tmp_p
     assert set(shown) == set(names) and all(e.metrics.get("keras_test_accuracy") for e in shown.values())
 
 
-@faults
-def test_a_value_the_params_refuse_fails_that_experiment_alone(sweeper: Sweeper, tmp_path: Path):
-    result = sweeper.sweep("-S", "epochs=0,1", "--workers", "2", env=sweeper.env(tmp_path))
-    assert result.returncode == 1
-    bad = re.search(r"^(\S+-epochs-0): (.*)$", result.stdout, re.MULTILINE)
-    assert bad and bad.group(2).startswith("error: params.yaml: epochs = 0 is not allowed"), result.stdout
-    good = next(n for n in table_names(result.stdout) if n.endswith("epochs-1"))
-    assert result.stderr.strip().splitlines()[-1] == f"error: 1 of 2 experiments failed: {bad.group(1)}"
-    assert good in sweeper.pushed() and bad.group(1) not in sweeper.pushed()
-
-
 def one_line_error(result: subprocess.CompletedProcess) -> str:
     assert result.returncode == 1 and result.stdout == "", result.stdout + result.stderr
     (line,) = result.stderr.strip().splitlines()
@@ -214,13 +193,18 @@ def test_unreachable_scheduler_origin_or_store_is_one_line(sweeper: Sweeper, tmp
 
 
 @faults
-def test_two_sweeps_at_once_into_one_origin_lose_no_experiment(sweeper: Sweeper, tmp_path: Path):
-    processes = [sweeper.start(*GRID, "--workers", "1", clones=tmp_path / f"clones{i}") for i in (1, 2)]
-    outputs = [process.communicate(timeout=600) for process in processes]
-    assert [p.returncode for p in processes] == [0, 0], outputs
-    names = [name for out, _ in outputs for name in table_names(out)]
-    assert len(set(names)) == 4 and all(sweeper.pushed().count(name) == 1 for name in names)
-    assert {e.name for e in exp_show(sweeper.project)} >= set(names)
+def test_two_sweeps_at_once_lose_no_experiment_and_a_refused_value_fails_alone(sweeper: Sweeper, tmp_path):
+    """Into one origin at once: GRID, and a sweep of which the params refuse one value."""
+    processes = [sweeper.start(*grid, "--workers", "1", clones=tmp_path / f"clones{i}")
+                 for i, grid in enumerate((GRID, ("-S", "epochs=0,1")))]
+    (out, _), (mixed, mixed_err) = outputs = [process.communicate(timeout=600) for process in processes]
+    assert [p.returncode for p in processes] == [0, 1], outputs
+    bad = re.search(r"^(\S+-epochs-0): (.*)$", mixed, re.MULTILINE)
+    assert bad and bad.group(2).startswith("error: params.yaml: epochs = 0 is not allowed"), mixed
+    assert mixed_err.strip().splitlines()[-1] == f"error: 1 of 2 experiments failed: {bad.group(1)}"
+    names = [name for name in table_names(out) + table_names(mixed) if name != bad.group(1)]
+    assert len(set(names)) == 3 and all(sweeper.pushed().count(name) == 1 for name in names)
+    assert bad.group(1) not in sweeper.pushed() and {e.name for e in exp_show(sweeper.project)} >= set(names)
 
 
 @faults
