@@ -69,7 +69,7 @@ class Sweeper:
 
 def table_names(output: str) -> list[str]:
     """The experiments of the sweep's table (its first column)."""
-    return re.findall(r"^(\S+-[0-9a-f]{6}-\S+)\s+\S", output.split("experiment ", 1)[-1], re.MULTILINE)
+    return re.findall(r"^(\S+-[0-9a-f]{6}-[^\s:]+)\s+\S", output.split("experiment ", 1)[-1], re.MULTILINE)
 
 
 def kill_leftovers(root: Path) -> None:
