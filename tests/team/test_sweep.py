@@ -27,6 +27,7 @@ from scripts.toolkit import (
     clone,
     copy_project,
     dvc,
+    error_line,
     exp_show,
     free_port,
     git,
@@ -161,9 +162,8 @@ def test_a_killed_worker_reruns_its_experiment_elsewhere(sweeper: Sweeper, tmp_p
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 1 and result.stdout == "", result.stdout + result.stderr
-    (line,) = result.stderr.strip().splitlines()
-    return line
+    assert result.stdout == "", result.stdout + result.stderr
+    return error_line(result.returncode, result.stderr.strip().splitlines())
 
 
 @faults
