@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from scripts.toolkit import REPO, flatten
+from scripts.toolkit import REPO, flatten, replace_block
 
 FIGURES = {  # metrics/summary.json key → what the README calls it
     "sgd_cv_accuracy": "SGD logistic regression, 5-fold CV accuracy",
@@ -31,15 +31,6 @@ FIGURES = {  # metrics/summary.json key → what the README calls it
     "keras_val_loss": "… validation loss",
     "keras_test_loss": "… test loss",
 }
-
-
-def replace_block(text: str, name: str, block: str) -> str:
-    """`text` with what lies between `<!-- name:start -->` and `<!-- name:end -->` replaced by `block`."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    if start not in text or end not in text:
-        raise SystemExit(f"error: the markers {start} ... {end} are missing")
-    head, rest = text.split(start, 1)
-    return f"{head}{start}\n{block}{end}{rest.split(end, 1)[1]}"
 
 
 def results_table(summary: dict[str, float]) -> str:

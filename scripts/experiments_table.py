@@ -18,8 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from scripts.doc_tables import replace_block
-from scripts.toolkit import DATASET, REPO, CommandFailed, copy_project, dvc, exp_show, git
+from scripts.toolkit import DATASET, REPO, CommandFailed, copy_project, dvc, exp_show, git, replace_block
 
 DEFAULT_EXPERIMENTS = ["epochs=10", "model.hidden=[100]", "model.optimizer=adam"]
 COLUMNS = {  # column → key of metrics/summary.json

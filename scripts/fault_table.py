@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.doc_tables import replace_block
-from scripts.toolkit import REPO
+from scripts.toolkit import REPO, replace_block
 
 HERE = REPO / "tests/reliability"
 README = HERE / "README.md"

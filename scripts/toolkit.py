@@ -171,6 +171,20 @@ def error_line(code: int, lines: list[str]) -> str:
     return lines[0]
 
 
+def replace_block(text: str, name: str, block: str) -> str:
+    """`text` with what lies between `<!-- name:start -->` and `<!-- name:end -->` set to `block`."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if text.count(start) != 1 or text.count(end) != 1:
+        raise SystemExit(f"error: the document needs one {start} line and one {end} line")
+    head, rest = text.split(start, 1)
+    return f"{head}{start}\n{block.rstrip()}\n{end}{rest.split(end, 1)[1]}"
+
+
+def write_block(path: Path, name: str, block: str) -> None:
+    """Rewrite the `name` block of the Markdown file `path` (replace_block), the rest as it was."""
+    path.write_text(replace_block(path.read_text(), name, block))
+
+
 def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
     """Poll `condition` until it is truthy (return it) or `timeout` s pass (return None)."""
     deadline = time.monotonic() + timeout

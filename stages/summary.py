@@ -1,13 +1,21 @@
 """Stage 7: the study's figures in one metrics file, the three accuracies it compares first (as `dvc exp show`
 orders its columns): SGD logistic regression beside the Keras network."""
 
+from typing import Any
+
 from stages.cli import run
 from stages.data import EVALUATE_REPORT, SGD_CV_REPORT, SUMMARY_METRICS, TRAIN_REPORT, read_json, write_json
 
+# metrics/summary.json's keys, in order; every other module imports them from here.
+HEADLINE = ("sgd_cv_accuracy", "keras_val_accuracy", "keras_test_accuracy")  # what the study compares
+SUMMARY_KEYS = (*HEADLINE, "sgd_cv_accuracy_std", "keras_train_accuracy", "keras_train_loss",
+                "keras_val_loss", "keras_test_loss")
 
-def main() -> None:
-    sgd_cv, training, evaluation = map(read_json, (SGD_CV_REPORT, TRAIN_REPORT, EVALUATE_REPORT))
-    summary = {
+
+def summarize(sgd_cv: dict[str, Any], training: dict[str, Any], evaluation: dict[str, Any]
+              ) -> dict[str, float]:
+    """The study's figures, in SUMMARY_KEYS's order, from the three stages' reports."""
+    return {
         "sgd_cv_accuracy": sgd_cv["accuracy"]["mean"],
         "keras_val_accuracy": evaluation["val"]["accuracy"],
         "keras_test_accuracy": evaluation["test"]["accuracy"],
@@ -17,6 +25,10 @@ def main() -> None:
         "keras_val_loss": evaluation["val"]["loss"],
         "keras_test_loss": evaluation["test"]["loss"],
     }
+
+
+def main() -> None:
+    summary = summarize(*map(read_json, (SGD_CV_REPORT, TRAIN_REPORT, EVALUATE_REPORT)))
     for key, value in summary.items():
         print(f"{key:>20}: {value:.4f}")
     write_json(SUMMARY_METRICS, summary)
