@@ -41,7 +41,7 @@ from scripts.toolkit import (
     run,
     venv_env,
 )
-from sweep import HEADLINE
+from stages.summary import HEADLINE
 
 GRID = ["-S", "epochs=3,5", "-S", "model.optimizer=rmsprop,adam", "-S", "model.hidden=[],[100]"]
 KEYS = ("epochs", "model.optimizer", "model.hidden")

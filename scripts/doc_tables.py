@@ -20,17 +20,19 @@ from pathlib import Path
 import yaml
 
 from scripts.toolkit import REPO, flatten, replace_block
+from stages.summary import SUMMARY_KEYS
 
-FIGURES = {  # metrics/summary.json key → what the README calls it
-    "sgd_cv_accuracy": "SGD logistic regression, 5-fold CV accuracy",
-    "sgd_cv_accuracy_std": "… its standard deviation over the folds",
-    "keras_val_accuracy": "Keras softmax layer, validation accuracy",
-    "keras_test_accuracy": "Keras softmax layer, test accuracy",
-    "keras_train_accuracy": "Keras softmax layer, training accuracy (last epoch)",
-    "keras_train_loss": "… training loss (last epoch)",
-    "keras_val_loss": "… validation loss",
-    "keras_test_loss": "… test loss",
-}
+# What the README calls each figure of metrics/summary.json, in its order (SUMMARY_KEYS).
+FIGURES = dict(zip(SUMMARY_KEYS, (
+    "SGD logistic regression, 5-fold CV accuracy",
+    "Keras softmax layer, validation accuracy",
+    "Keras softmax layer, test accuracy",
+    "SGD logistic regression, the CV accuracy's standard deviation over the folds",
+    "Keras softmax layer, training accuracy (last epoch)",
+    "… training loss (last epoch)",
+    "… validation loss",
+    "… test loss",
+), strict=True))
 
 
 def results_table(summary: dict[str, float]) -> str:

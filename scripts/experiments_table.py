@@ -19,13 +19,11 @@ import time
 from pathlib import Path
 
 from scripts.toolkit import DATASET, REPO, CommandFailed, copy_project, dvc, exp_show, git, replace_block
+from stages.summary import HEADLINE
 
 DEFAULT_EXPERIMENTS = ["epochs=10", "model.hidden=[100]", "model.optimizer=adam"]
-COLUMNS = {  # column → key of metrics/summary.json
-    "SGD CV acc": "sgd_cv_accuracy",
-    "Keras val acc": "keras_val_accuracy",
-    "Keras test acc": "keras_test_accuracy",
-}
+# The table's columns: each headline figure of metrics/summary.json and its short label.
+COLUMNS = dict(zip(HEADLINE, ("SGD CV acc", "Keras val acc", "Keras test acc"), strict=True))
 
 
 def show(value: object) -> str:
@@ -38,7 +36,7 @@ def rows(workdir: Path, names: list[str]) -> list[list[str]]:
     baseline = shown[0]  # the commit the experiments ran from
 
     def cells(metrics: dict) -> list[str]:
-        return [f"{metrics[key]:.4f}" for key in COLUMNS.values()]
+        return [f"{metrics[key]:.4f}" for key in COLUMNS]
 
     table = [["original model (baseline)", "—", *cells(baseline.metrics)]]
     experiments = {e.name: e for e in shown if e.name}
@@ -50,7 +48,7 @@ def rows(workdir: Path, names: list[str]) -> list[list[str]]:
 
 
 def markdown(table: list[list[str]]) -> str:
-    header = ["Experiment", "Params changed", *COLUMNS]
+    header = ["Experiment", "Params changed", *COLUMNS.values()]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---", "---"] + ["---:"] * len(COLUMNS)) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in table]
     return "\n".join(lines) + "\n"

@@ -47,9 +47,6 @@ QUEUED = {"epochs": 3, "sgd.folds": 3}
 APPLIED_EPOCHS = QUEUED["epochs"]
 # The reference run's stages during which `dvc repro` is tried again (tests/reliability/test_concurrency.py).
 CONCURRENT_DURING = ("sgd_cv", "train")
-# metrics/summary.json's keys, in order: the three accuracies the study compares first.
-SUMMARY_KEYS = ["sgd_cv_accuracy", "keras_val_accuracy", "keras_test_accuracy", "sgd_cv_accuracy_std",
-                "keras_train_accuracy", "keras_train_loss", "keras_val_loss", "keras_test_loss"]
 BUCKET = "fashion-mnist"  # the bucket of the default remote `storage` (s3://fashion-mnist/cache)
 REMOTE = "storage"
 # Every output of the pipeline (metrics/summary.json is in Git, the rest in DVC's cache).
