@@ -29,14 +29,13 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from scripts.toolkit import REPO, VENV_BIN, copy_project
+from scripts.toolkit import REPO, VENV_BIN, copy_project, replace_block
 from stages.data import rounded
 from stages.summary import HEADLINE
 
 PYTHON = Path(sys.executable)  # the venv's python: bench.run runs in it
 BIN = VENV_BIN
 GIB = 1 << 30
-START, END = "<!-- figures:start -->", "<!-- figures:end -->"
 TARGETS = {"cold": 1.0, "exp": 0.45, "noop_s": 1.0, "rss": GIB}
 
 
@@ -270,14 +269,9 @@ def figures(bench: Bench, started: datetime.datetime, others: dict) -> str:
 
 
 def write_figures(out: Path, text: str) -> None:
-    """Replace what lies between the markers of `out` (or of the template) with `text`."""
-    source = out if out.exists() else REPO / "bench" / "BENCHMARKS.md"
-    document = source.read_text()
-    if document.count(START) != 1 or document.count(END) != 1:
-        sys.exit(f"{source} needs one {START} line and one {END} line")
-    head, rest = document.split(START)
-    tail = rest.split(END)[1]
-    out.write_text(f"{head}{START}\n{text}\n{END}{tail}")
+    """Set the figures block of `out` to `text`; a new `out` starts from bench/BENCHMARKS.md."""
+    template = out if out.exists() else REPO / "bench" / "BENCHMARKS.md"
+    out.write_text(replace_block(template.read_text(), "figures", text))
 
 
 def main() -> None:

@@ -40,6 +40,7 @@ from scripts.toolkit import (
     processes_in,
     run,
     venv_env,
+    write_block,
 )
 from stages.summary import HEADLINE
 
@@ -169,11 +170,7 @@ def main() -> None:
              "|---|" + "---:|" * len(HEADLINE),
              *(f"| {', '.join(key)} | " + " | ".join(f"{m.get(k, float('nan')):.4f}" for k in HEADLINE) + " |"
                for key, m in sorted(metrics["b"].items()))]
-    empty = "# Sweep benchmark\n\n<!-- sweep:start -->\n<!-- sweep:end -->\n"
-    text = OUT.read_text() if OUT.exists() else empty
-    head, rest = text.split("<!-- sweep:start -->", 1)
-    OUT.write_text(head + "<!-- sweep:start -->\n" + "\n".join(lines) + "\n<!-- sweep:end -->" +
-                   rest.split("<!-- sweep:end -->", 1)[1])
+    write_block(OUT, "sweep", "\n".join(lines))
     print("\n".join(lines))
 
 
