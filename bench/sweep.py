@@ -30,7 +30,6 @@ from typing import Self
 import psutil
 
 from scripts.toolkit import (
-    DATASET,
     REPO,
     VENV_BIN,
     Store,
@@ -42,6 +41,7 @@ from scripts.toolkit import (
     venv_env,
     write_block,
 )
+from stages.download import DEBIAN
 from stages.summary import HEADLINE
 
 GRID = ["-S", "epochs=3,5", "-S", "model.optimizer=rmsprop,adam", "-S", "model.hidden=[],[100]"]
@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="a directory to keep (default: a temporary one)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-sweep-"))
-    params = {"download.sources": [str(DATASET)],
+    params = {"download.sources": [str(DEBIAN)],
               **({"max_samples": args.max_samples} if args.max_samples else {})}
     started = datetime.datetime.now(datetime.UTC)
     with Store(work / "store") as store:

@@ -25,7 +25,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from scripts.toolkit import DATASET, REPO, Store, clone, copy_project, dvc, git
+from scripts.toolkit import REPO, Store, clone, copy_project, dvc, git
+from stages.download import DEBIAN
 
 SWEEP = [["-S", f"model.learning_rate={rate}"] for rate in (0.0005, 0.002, 0.004, 0.008)]
 
@@ -52,7 +53,7 @@ def run_team(work: Path, max_samples: int | None, epochs: int) -> list[tuple[str
     """Measure the three figures once, in `work`; rows of (what, measured)."""
     with Store(work / "store") as store:
         env = store.env()
-        params = {"epochs": epochs, "download.sources": [str(DATASET)]}
+        params = {"epochs": epochs, "download.sources": [str(DEBIAN)]}
         if max_samples:
             params["max_samples"] = max_samples
         a = copy_project(work / "a", params, origin=work / "origin.git")

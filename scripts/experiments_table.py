@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from scripts.toolkit import DATASET, REPO, CommandFailed, copy_project, dvc, exp_show, git, replace_block
+from scripts.toolkit import REPO, CommandFailed, copy_project, dvc, exp_show, git, replace_block
+from stages.download import DEBIAN
 from stages.summary import HEADLINE
 
 DEFAULT_EXPERIMENTS = ["epochs=10", "model.hidden=[100]", "model.optimizer=adam"]
@@ -69,7 +70,7 @@ def main() -> None:
     parser.add_argument("experiments", nargs="*", default=DEFAULT_EXPERIMENTS,
                         help=f"overrides of one experiment, space-separated (default: {DEFAULT_EXPERIMENTS})")
     parser.add_argument("--rev", default="HEAD", help="the project's revision to measure (default: HEAD)")
-    parser.add_argument("--source", help=f"the data's only source, e.g. {DATASET}")
+    parser.add_argument("--source", help=f"the data's only source, e.g. {DEBIAN}")
     parser.add_argument("--max-samples", type=int, help="a quick trial on fewer images (default: all)")
     parser.add_argument("--workdir", type=Path, help="keep the copy here (a new or empty directory)")
     parser.add_argument("--readme", action="store_true",

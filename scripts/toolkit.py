@@ -32,15 +32,16 @@ from typing import Any, Self
 import psutil
 import yaml
 
+from stages.download import DEBIAN
+
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-DATASET = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 STAGES = ("download", "prepare", "split", "sgd_cv", "train", "evaluate", "summary")
 # What a fresh copy of the pipeline needs to run and plot.
 PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore")
 # The tests' shared runs (tests/conftest.py): small, and every stage still does its real work.
 SMALL = 2000  # max_samples: 1,600 train, 400 validation, 2,000 test
-SMALL_RUN_PARAMS = {"max_samples": SMALL, "epochs": 2, "sgd.folds": 2, "download.sources": [str(DATASET)]}
+SMALL_RUN_PARAMS = {"max_samples": SMALL, "epochs": 2, "sgd.folds": 2, "download.sources": [str(DEBIAN)]}
 # The shared queue's experiments, one `-S` each: a longer training (the small run trains 2 epochs),
 # applied and committed by the queue's fixture, and another SGD (no network to train).
 QUEUED = {"epochs": 3, "sgd.folds": 3}

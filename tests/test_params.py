@@ -4,6 +4,7 @@ import typing
 
 from scripts.toolkit import REPO
 from stages import params
+from stages.download import DEBIAN
 
 
 def test_defaults_reproduce_the_study():
@@ -11,7 +12,7 @@ def test_defaults_reproduce_the_study():
     assert (p.seed, p.epochs, p.batch_size, p.max_samples, p.split.test_size) == (42, 5, 32, None, 0.2)
     assert (p.sgd.loss, p.sgd.max_iter, p.sgd.folds) == ("log_loss", 5, 5)
     assert (p.model.hidden, p.model.optimizer) == ([], "rmsprop")
-    assert p.download.sources[0] == "/usr/share/datasets/fashion-mnist"
+    assert p.download.sources[0] == str(DEBIAN)
 
 
 def test_a_stage_checks_only_its_own_keys_and_log_means_log_loss(tmp_path):
