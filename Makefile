@@ -18,8 +18,14 @@ repro: $(VENV)/.installed dataset  ## run the whole pipeline on the real data
 # How tests/conftest.py groups them: see there.
 TEST_WORKERS ?= $(shell echo $$(($$(nproc) + 1)))
 
-test: $(VENV)/.installed dataset browser  ## lint, then run the test suite
+# deptry twice: the whole tree declares what it imports and uses what it declares ([tool.deptry] in
+# pyproject.toml); the code a user runs (stages/, predict.py, sweep.py) imports nothing that only
+# the test and dev extras declare.
+test: $(VENV)/.installed dataset browser  ## lint, check the dependencies, then run the test suite
 	ruff check .
+	deptry .
+	deptry . --extend-exclude 'tests|scripts|bench' --optional-dependencies-dev-groups test,dev \
+		--ignore DEP002
 	python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 dataset:  ## Debian's copy of Fashion-MNIST, the pipeline's first source
