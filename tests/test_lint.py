@@ -2,6 +2,8 @@
 these tests show it bites, on sources ruff reads as files of the project (`--stdin-filename`)."""
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -11,7 +13,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from scripts.toolkit import REPO
+from scripts.toolkit import REPO, VENV_BIN, git
 
 
 def violations(source: str, path: str) -> list[str]:
@@ -68,3 +70,25 @@ def test_the_lock_pins_what_pyproject_declares():
         version = locked.get(canonicalize_name(requirement.name))
         assert version is not None and requirement.specifier.contains(version), \
             f"{requirement} in pyproject.toml, {version} in requirements.txt: run `make lock`"
+
+
+def dependency_issues(tree) -> set[tuple[str, str]]:
+    """(code, module) of each issue `deptry .` finds in `tree`, by the config of its pyproject.toml."""
+    report = tree / "deptry.json"
+    result = subprocess.run([str(VENV_BIN / "deptry"), ".", "--json-output", str(report)], cwd=tree,
+                            capture_output=True, text=True, timeout=120, check=False)
+    issues = json.loads(report.read_text())
+    assert result.returncode == (1 if issues else 0), result.stderr
+    return {(issue["error"]["code"], issue["module"]) for issue in issues}
+
+
+def test_deptry_refuses_an_import_that_pyproject_does_not_declare(tmp_path):
+    """`deptry .` as `make test` runs it, on a copy of the tracked Python files and pyproject.toml."""
+    for name in git(REPO, "ls-files", "*.py", "pyproject.toml").split():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, tmp_path / name)
+    assert dependency_issues(tmp_path) == set()
+    (tmp_path / "tests/test_example.py").write_text("import yaml_include\n")  # tests/ is scanned too
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(re.sub(r'\n *"psutil==.*', "", pyproject.read_text()))  # installed, by dvc
+    assert dependency_issues(tmp_path) == {("DEP001", "yaml_include"), ("DEP003", "psutil")}
