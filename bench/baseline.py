@@ -1,15 +1,7 @@
-"""The study as one plain script, the thing a user would run instead of the pipeline.
+"""The study as one plain script, as its notebook runs it: what a user would run instead.
 
-Load Fashion-MNIST from the real files, scale to [0, 1] as float32, score
-SGDClassifier(loss='log_loss', max_iter=5, random_state=42) as the notebook does, by
-cross_validate(..., n_jobs=-1) (5 folds by default, joblib's worker processes on all cores), split
-off 20 % for validation, fit a one-layer Keras softmax network (rmsprop, batch 32) and evaluate it
-on the test set. No tricks: it is the notebook, top to bottom, in one script.
-
-    python bench/baseline.py [--epochs 5] [--max-samples N] [--data DIR]
-
-Prints the accuracies, the wall time, and a last line `RESULT {json}` for bench/run.py.
-"""
+It imports nothing of the project (its own data path, its own keys), so that it stays what a
+user would write; its last line, `RESULT {json}`, is for bench/run.py."""
 
 import time
 
@@ -48,7 +40,7 @@ def main() -> None:
                         help="use only the first N training and test images (smoke runs)")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--seed", type=int, default=42,
-                        help="Keras initialisation and shuffling seed (the pipeline's); -1 for none")
+                        help="Keras's initialisation and shuffling seed (the pipeline's); -1: none")
     args = parser.parse_args()
     if args.seed >= 0:
         keras.utils.set_random_seed(args.seed)

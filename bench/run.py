@@ -1,18 +1,4 @@
-"""Benchmark the DVC pipeline against the plain script (bench/baseline.py); write the figures.
-
-    .venv/bin/python -m bench.run                                  # the real data, 3 rounds
-    .venv/bin/python -m bench.run --runs 2 --max-samples 500 --epochs 1 --exp-epochs 2 \\
-        --out /tmp/BENCHMARKS.md                                   # the smoke run of tests/test_bench.py
-
-Each round, alternating so that machine drift hits both sides alike, runs: the baseline at
---epochs; a cold `dvc repro -f` in a fresh copy of the project (new git repository, empty DVC cache);
-a no-op `dvc repro`; `dvc exp run -S epochs=<--exp-epochs>`; a second no-op; the baseline at
---exp-epochs; `python -c "import keras"`. Figures are medians over the rounds. DVC runs every stage
-through a `python` shim (bench/stage_timer.py) that logs its wall time, CPU time and peak RSS.
-
-The figures replace what lies between the figures markers of --out (bench/BENCHMARKS.md is the
-template when --out does not exist yet); the hand-written sections around them are left as they are.
-"""
+"""Benchmark the DVC pipeline against the plain script (bench/baseline.py) into BENCHMARKS.md."""
 
 import argparse
 import datetime
@@ -29,15 +15,14 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from scripts.toolkit import REPO, VENV_BIN, copy_project
+from scripts.toolkit import REPO, VENV_BIN, copy_project, replace_block
 from stages.data import rounded
+from stages.summary import HEADLINE
 
 PYTHON = Path(sys.executable)  # the venv's python: bench.run runs in it
 BIN = VENV_BIN
 GIB = 1 << 30
-START, END = "<!-- figures:start -->", "<!-- figures:end -->"
 TARGETS = {"cold": 1.0, "exp": 0.45, "noop_s": 1.0, "rss": GIB}
-ACCURACIES = ("sgd_cv_accuracy", "keras_val_accuracy", "keras_test_accuracy")
 
 
 def log(message: str) -> None:
@@ -45,8 +30,7 @@ def log(message: str) -> None:
 
 
 def measure(cmd: list[str], cwd: Path, env: dict[str, str], out: Path) -> dict:
-    """Run `cmd` with its output in `out`; its wall time, CPU seconds (user + system) and peak RSS
-    in bytes, each over the process and its descendants, and its output."""
+    """Run `cmd` (output to `out`): wall, CPU and peak RSS of it and its descendants, its output."""
     with open(out, "w") as f:
         t0 = time.perf_counter()
         child = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
@@ -65,15 +49,17 @@ class Bench:
         self.args, self.work = args, work
         shim = work / "shim" / "python"
         shim.parent.mkdir()
-        shim.write_text(f'#!/bin/sh\nexec "{PYTHON}" -I -S "{REPO / "bench" / "stage_timer.py"}" "$@"\n')
+        timer = REPO / "bench" / "stage_timer.py"
+        shim.write_text(f'#!/bin/sh\nexec "{PYTHON}" -I -S "{timer}" "$@"\n')
         shim.chmod(0o755)
         self.stage_log = work / "stages.jsonl"
         self.stage_log.touch()
-        self.env = {**os.environ, "PATH": f"{shim.parent}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}",
-                    "BENCH_REAL_PYTHON": str(PYTHON), "BENCH_STAGE_LOG": str(self.stage_log)}
+        path = os.pathsep.join([str(shim.parent), str(BIN), os.environ["PATH"]])
+        self.env = {**os.environ, "PATH": path, "BENCH_REAL_PYTHON": str(PYTHON),
+                    "BENCH_STAGE_LOG": str(self.stage_log)}
         self.env.pop("PYTHONPATH", None)
-        self.results: dict[str, list[dict]] = {
-            "baseline": [], "baseline_exp": [], "cold": [], "noop": [], "exp": [], "keras_import": []}
+        runs = ("baseline", "baseline_exp", "cold", "noop", "exp", "keras_import")
+        self.results: dict[str, list[dict]] = {name: [] for name in runs}
         self.metrics: list[dict[str, bytes]] = []  # every metrics/*.json of each cold run
 
     def baseline(self, epochs: int, i: int) -> dict:
@@ -91,11 +77,12 @@ class Bench:
                             {"max_samples": self.args.max_samples, "epochs": self.args.epochs})
 
     def dvc(self, root: Path, *args: str, label: str) -> dict:
-        """Run dvc in `root`: the run's figures and, from the shim's log, those of each stage it ran."""
+        """Run dvc in `root`: the run's figures and, from the shim's log, each stage's."""
         before = len(self.stage_log.read_text().splitlines())
         run = measure([str(BIN / "dvc"), *args], root, self.env, self.work / f"{label}.log")
         del run["output"]
-        run["stages"] = [json.loads(line) for line in self.stage_log.read_text().splitlines()[before:]]
+        logged = self.stage_log.read_text().splitlines()[before:]
+        run["stages"] = [json.loads(line) for line in logged]
         for s in run["stages"]:
             s["stage"] = s["argv"][-1].removeprefix("stages.")
         log(f"dvc {' '.join(args)}: {run['wall']:.2f} s, stages: "
@@ -108,13 +95,16 @@ class Bench:
         root = self.project(i)
         r["cold"].append(self.dvc(root, "repro", "-f", label=f"cold-{i}"))
         r["cold"][-1].update(json.loads((root / "metrics" / "summary.json").read_text()))
-        self.metrics.append({p.name: p.read_bytes() for p in sorted((root / "metrics").glob("*.json"))})
+        reports = sorted((root / "metrics").glob("*.json"))
+        self.metrics.append({path.name: path.read_bytes() for path in reports})
         r["noop"].append(self.dvc(root, "repro", label=f"noop-{i}"))
-        r["exp"].append(self.dvc(root, "exp", "run", "-S", f"epochs={a.exp_epochs}", label=f"exp-{i}"))
+        r["exp"].append(self.dvc(root, "exp", "run", "-S", f"epochs={a.exp_epochs}",
+                                 label=f"exp-{i}"))
         r["exp"][-1].update(json.loads((root / "metrics" / "summary.json").read_text()))
         r["noop"].append(self.dvc(root, "repro", label=f"noop-after-exp-{i}"))
         r["baseline_exp"].append(self.baseline(a.exp_epochs, i))
-        run = measure([str(PYTHON), "-c", "import keras"], REPO, self.env, self.work / f"keras-{i}.log")
+        run = measure([str(PYTHON), "-c", "import keras"], REPO, self.env,
+                      self.work / f"keras-{i}.log")
         del run["output"]
         r["keras_import"].append(run)
         if not a.keep:
@@ -154,12 +144,14 @@ def stage_rows(runs: list[dict]) -> list[list[str]]:
     rows = [[name, f"{med(s, 'wall'):.2f}", each(s, "wall", 2), f"{med(s, 'cpu'):.2f}",
              f"{max(x['maxrss'] for x in s) / GIB:.2f}"] for name, s in by_stage.items()]
     in_stages = sum(med(s, "wall") for s in by_stage.values())
-    return rows + [["*DVC itself* (run − stages)", f"{med(runs, 'wall') - in_stages:.2f}", "", "", ""]]
+    dvc_itself = f"{med(runs, 'wall') - in_stages:.2f}"
+    return rows + [["*DVC itself* (run − stages)", dvc_itself, "", "", ""]]
 
 
 def machine() -> list[list[str]]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown")
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
+               "unknown")
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     versions = []
     for name in ("dvc", "scikit-learn", "tensorflow-cpu", "keras", "numpy"):
@@ -187,15 +179,18 @@ def own_cpu_seconds() -> float:
 
 def figures(bench: Bench, started: datetime.datetime, others: dict) -> str:
     a, r = bench.args, bench.results
-    base, base_exp, cold, exp, noop = (r[k] for k in ("baseline", "baseline_exp", "cold", "exp", "noop"))
-    ratio, exp_ratio = med(cold, "wall") / med(base, "wall"), med(exp, "wall") / med(base_exp, "wall")
+    base, base_exp, cold, exp, noop = (r[k] for k in ("baseline", "baseline_exp", "cold", "exp",
+                                                      "noop"))
+    ratio = med(cold, "wall") / med(base, "wall")
+    exp_ratio = med(exp, "wall") / med(base_exp, "wall")
     noop_ran = sum(len(n["stages"]) for n in noop)
     stages = [(s["maxrss"], s["stage"]) for run in cold + exp for s in run["stages"]]
     rss, rss_stage = max(stages)
     # (baseline runs, pipeline runs, metric, epochs): the cold run's metrics, then the experiment's.
-    pairs = [(base, cold, k, a.epochs) for k in ACCURACIES]
-    pairs.append((base_exp, exp, "keras_val_accuracy", a.exp_epochs))
-    # The pipeline writes metrics at its stated precision (stages.data.rounded); so is the baseline compared.
+    pairs = [(b_runs, p_runs, k, epochs) for b_runs, p_runs, epochs in
+             ((base, cold, a.epochs), (base_exp, exp, a.exp_epochs)) for k in HEADLINE]
+    # The pipeline writes metrics at their stated precision (stages.data.rounded): so is the
+    # baseline compared.
     equal = [all(rounded(b[k], k) == p[k] for b, p in zip(b_runs, p_runs, strict=True))
              for b_runs, p_runs, k, _ in pairs]
     data = (f"a smoke sample (max_samples={a.max_samples})" if a.max_samples
@@ -203,8 +198,8 @@ def figures(bench: Bench, started: datetime.datetime, others: dict) -> str:
     busy = others["cpu"] / others["wall"]
 
     lines = [
-        (f"Produced by `{' '.join(['python -m bench.run', *sys.argv[1:]])}` on {started:%Y-%m-%d %H:%M} UTC "
-         f"on {data}; {a.runs} round(s), figures are medians."),
+        (f"Produced by `{' '.join(['python -m bench.run', *sys.argv[1:]])}` on "
+         f"{started:%Y-%m-%d %H:%M} UTC on {data}; {a.runs} round(s), figures are medians."),
         "",
         *table(["machine", ""], machine() + [[
             "other processes' CPU during the run",
@@ -224,35 +219,38 @@ def figures(bench: Bench, started: datetime.datetime, others: dict) -> str:
              met(med(noop, "wall") <= TARGETS["noop_s"] and noop_ran == 0)],
             ["every stage's peak RSS ≤ 1 GiB", f"largest **{rss / GIB:.2f} GiB** ({rss_stage})",
              met(rss <= TARGETS["rss"])],
-            ["accuracies equal to the baseline's", f"{sum(equal)} of {len(equal)} equal in every round",
-             met(all(equal))],
+            ["accuracies equal to the baseline's",
+             f"{sum(equal)} of {len(equal)} equal in every round", met(all(equal))],
         ]),
         (f"metrics/*.json byte-identical across the {len(bench.metrics)} cold run(s): "
          f"**{'yes' if all(m == bench.metrics[0] for m in bench.metrics) else 'NO'}**."),
         "",
         "## Wall time (s)",
         "",
-        ("CPU: user + system seconds of the process and its descendants. Peak RSS: the largest single "
-         "process of the tree."),
+        ("CPU: user + system seconds of the process and its descendants. Peak RSS: the largest "
+         "single process of the tree."),
         "",
         *table(["run", "median", "runs", "ratio to its baseline", "CPU s", "peak RSS GiB"], [
             run_row(f"baseline, {a.epochs} epochs", base, "1"),
             run_row("cold `dvc repro -f`", cold, f"{ratio:.2f}"),
             run_row("no-op `dvc repro`", noop, "", digits=2),
             run_row(f"baseline, {a.exp_epochs} epochs", base_exp, "1"),
-            run_row(f"`dvc exp run -S epochs={a.exp_epochs}` after the cold run", exp, f"{exp_ratio:.2f}"),
+            run_row(f"`dvc exp run -S epochs={a.exp_epochs}` after the cold run", exp,
+                    f"{exp_ratio:.2f}"),
             run_row('`python -c "import keras"`', r["keras_import"], ""),
         ]),
         "Inside the baseline, by its own clock:",
         "",
         *table(["part", "median", "runs"], [
             ["cross-validation", f"{med(base, 'cv_wall'):.1f}", each(base, "cv_wall", 1)],
-            [f"Keras fit, {a.epochs} epochs", f"{med(base, 'fit_wall'):.1f}", each(base, "fit_wall", 1)],
+            [f"Keras fit, {a.epochs} epochs", f"{med(base, 'fit_wall'):.1f}",
+             each(base, "fit_wall", 1)],
             [f"Keras fit, {a.exp_epochs} epochs", f"{med(base_exp, 'fit_wall'):.1f}",
              each(base_exp, "fit_wall", 1)],
         ]),
     ]
-    for title, runs in (("cold `dvc repro -f`", cold), (f"`dvc exp run -S epochs={a.exp_epochs}`", exp)):
+    for title, runs in (("cold `dvc repro -f`", cold),
+                        (f"`dvc exp run -S epochs={a.exp_epochs}`", exp)):
         lines += [f"## Stages of {title}", "",
                   *table(["stage", "wall s", "runs", "CPU s", "peak RSS GiB"], stage_rows(runs))]
     lines += [
@@ -270,28 +268,27 @@ def figures(bench: Bench, started: datetime.datetime, others: dict) -> str:
 
 
 def write_figures(out: Path, text: str) -> None:
-    """Replace what lies between the markers of `out` (or of the template) with `text`."""
-    source = out if out.exists() else REPO / "bench" / "BENCHMARKS.md"
-    document = source.read_text()
-    if document.count(START) != 1 or document.count(END) != 1:
-        sys.exit(f"{source} needs one {START} line and one {END} line")
-    head, rest = document.split(START)
-    tail = rest.split(END)[1]
-    out.write_text(f"{head}{START}\n{text}\n{END}{tail}")
+    """Set the figures block of `out` to `text`; a new `out` starts from bench/BENCHMARKS.md."""
+    template = out if out.exists() else REPO / "bench" / "BENCHMARKS.md"
+    out.write_text(replace_block(template.read_text(), "figures", text))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3, help="rounds; figures are medians (default 3)")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="rounds; figures are medians (default 3)")
     parser.add_argument("--max-samples", type=int, default=None,
                         help="a smoke run on the first N images (>= 500) instead of the real data")
     parser.add_argument("--epochs", type=int, default=5, help="of the cold run and its baseline")
-    parser.add_argument("--exp-epochs", type=int, default=10, help="of the experiment and its baseline")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "BENCHMARKS.md")
-    parser.add_argument("--json", type=Path, default=None, help="also write every raw figure as JSON")
+    parser.add_argument("--exp-epochs", type=int, default=10,
+                        help="of the experiment and its baseline")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "BENCHMARKS.md",
+                        help="the figures go between its markers (a new file: from the default's)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write every raw figure as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the project copies and logs")
     parser.add_argument("--team", action="store_true",
-                        help="add bench/team.py's figures (team storage), measured after the rounds")
+                        help="add bench/team.py's figures (team storage), after the rounds")
     args = parser.parse_args()
     if args.max_samples is not None and args.max_samples < 500:
         parser.error("--max-samples must be at least 500 (params.yaml's limit)")
@@ -313,7 +310,8 @@ def main() -> None:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    # /proc/stat and getrusage count in different ticks: on a quiet machine the difference can dip below 0.
+    # /proc/stat and getrusage count in different ticks: on a quiet machine the difference can
+    # dip below 0.
     others = {"cpu": max(0.0, machine_cpu_seconds() - machine_cpu - (own_cpu_seconds() - own_cpu)),
               "wall": time.monotonic() - clock}
     text = figures(bench, started, others) + team_figures

@@ -1,11 +1,6 @@
-"""Run `python ARGS...` as a child and log its wall time and peak RSS: bench/run.py's `python` shim.
+"""Run `python ARGS...` as a child and log its wall time, CPU and peak RSS: bench.run's shim.
 
-bench/run.py puts a directory holding a `python` script first on PATH; that script runs
-`<venv python> -I -S bench/stage_timer.py ARGS...`. DVC runs each stage's `python -m stages.X`
-through it, so every stage of a real `dvc repro` or `dvc exp run` is measured where it runs:
-wall from fork to exit, peak RSS from wait4() (the kernel's high-water mark of the stage's
-process, no sampling). Standard library only, so the wrapper itself starts in ~15 ms.
-"""
+Standard library only, so that it starts in about 15 ms."""
 
 import json
 import os

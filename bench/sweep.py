@@ -1,17 +1,4 @@
-"""The 8-experiment grid three ways, on the real data, against the local S3 store and a bare Git origin:
-
-(a) `dvc exp run --queue` + `dvc queue start -j 2` in one clone (DVC's own queue, one machine);
-(b) `python -m sweep --workers 2` (a Dask LocalCluster of 2 worker processes);
-(c) the same sweep again: every stage but `summary` restored (c1: the same workers' clones, whose
-    DVC caches are kept; c2: new clones, so everything comes from the shared store).
-
-From the repo root:
-
-    .venv/bin/python -m bench.sweep                    # real data: several minutes of both cores
-    .venv/bin/python -m bench.sweep --max-samples 500  # smoke run
-
-Writes its figures between `<!-- sweep:start -->` and `<!-- sweep:end -->` of bench/SWEEP.md.
-"""
+"""Benchmark an 8-experiment grid on DVC's queue against `python -m sweep` into bench/SWEEP.md."""
 
 from __future__ import annotations
 
@@ -30,7 +17,6 @@ from typing import Self
 import psutil
 
 from scripts.toolkit import (
-    DATASET,
     REPO,
     VENV_BIN,
     Store,
@@ -40,8 +26,10 @@ from scripts.toolkit import (
     processes_in,
     run,
     venv_env,
+    write_block,
 )
-from sweep import HEADLINE
+from stages.download import DEBIAN
+from stages.summary import HEADLINE
 
 GRID = ["-S", "epochs=3,5", "-S", "model.optimizer=rmsprop,adam", "-S", "model.hidden=[],[100]"]
 KEYS = ("epochs", "model.optimizer", "model.hidden")
@@ -67,15 +55,17 @@ class Phase:
 
 def by_params(project: Path, env: dict[str, str]) -> dict[tuple, dict]:
     """Metrics of the project's experiments, by their (epochs, optimizer, hidden)."""
-    return {tuple(str(e.params[k]) for k in KEYS): e.metrics for e in exp_show(project, env=env) if e.name}
+    return {tuple(str(e.params[k]) for k in KEYS): e.metrics
+            for e in exp_show(project, env=env) if e.name}
 
 
 def queue(project: Path, env: dict[str, str]) -> None:
     """(a): queue the grid, start 2 workers, wait until every worker has exited."""
     dvc(project, "exp", "run", "--queue", *GRID, env=env)
     # Not through run(): the workers would inherit its output pipes, and reading them would wait.
-    subprocess.run([str(VENV_BIN / "dvc"), "queue", "start", "-j", "2"], cwd=project, env=venv_env(env),
-                   check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([str(VENV_BIN / "dvc"), "queue", "start", "-j", "2"], cwd=project,
+                   env=venv_env(env), check=True, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen = False
     while True:  # the workers are daemons, not our children: watch the process table
         workers = processes_in(project, "queue-worker")
@@ -87,20 +77,21 @@ def queue(project: Path, env: dict[str, str]) -> None:
 
 def sweep(project: Path, env: dict[str, str]) -> str:
     result = run(project, "python", "-m", "sweep", *GRID, "--workers", "2", env=env, timeout=3600)
-    if result.returncode != 0:  # the sweep's own last line says why (its `error:` line, or a traceback's)
-        why = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "no output on stderr"
+    if result.returncode != 0:  # its last line says why (its `error:` line, or a traceback's)
+        stderr = result.stderr.strip()
+        why = stderr.splitlines()[-1] if stderr else "no output on stderr"
         sys.exit(f"error: `python -m sweep` in {project} exited with {result.returncode}: "
                  f"{why.removeprefix('error: ')}")
     return result.stdout
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--max-samples", type=int, help="default: all the data")
     parser.add_argument("--work", type=Path, help="a directory to keep (default: a temporary one)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-sweep-"))
-    params = {"download.sources": [str(DATASET)],
+    params = {"download.sources": [str(DEBIAN)],
               **({"max_samples": args.max_samples} if args.max_samples else {})}
     started = datetime.datetime.now(datetime.UTC)
     with Store(work / "store") as store:
@@ -121,11 +112,12 @@ def main() -> None:
     names = {key: re.findall(r"\] (\S+) done in", out)
              for key, out in (("b", out_b), ("c1", out_c1), ("c2", out_c2))}
     for key, found in names.items():
-        metrics[key] = {tuple(str(e.params[k]) for k in KEYS): e.metrics for e in shown if e.name in found}
+        metrics[key] = {tuple(str(e.params[k]) for k in KEYS): e.metrics
+                        for e in shown if e.name in found}
     equal = all(len(m) == 8 and m == metrics["a"] for m in metrics.values())
     per_experiment = [float(s) for s in re.findall(r"done in (\d+) s", out_b)]
     mean = sum(per_experiment) / len(per_experiment)
-    overhead = max(0.0, b.wall - sum(per_experiment) / 2)  # start, pull, table: what is not experiments
+    overhead = max(0.0, b.wall - sum(per_experiment) / 2)  # start, pull, table: not experiments
     # Rerun at most `summary` (a worker's own run-cache may hold even that one), the rest restored.
     restored = [len(re.findall(r"\(ran (?:summary|no stage); [67] restored\)", out))
                 for out in (out_c1, out_c2)]
@@ -141,39 +133,37 @@ def main() -> None:
              f"{c2.wall / a.wall:.2f} × (a); {restored[1]}/8 reran nothing but summary")]
     options = f" --max-samples {args.max_samples}" if args.max_samples else ""
     estimates = ", ".join(f"N={n}: ~{math.ceil(8 / n) * mean + overhead:.0f} s" for n in (2, 4, 8))
-    lines = [(f"Produced by `python -m bench.sweep{options}` on {started:%Y-%m-%d %H:%M} UTC, {data}; "
-              f"grid `{' '.join(GRID)}` (8 experiments); {os.cpu_count()} cores, one run of each "
-              "(no repetition)."),
+    lines = [(f"Produced by `python -m bench.sweep{options}` on {started:%Y-%m-%d %H:%M} UTC, "
+              f"{data}; grid `{' '.join(GRID)}` (8 experiments); {os.cpu_count()} cores, one run "
+              "of each (no repetition)."),
              "",
-             ("The machine was shared with other work during the run: *busy* is how much of its cores "
-              "were used meanwhile (this run's processes and everyone else's), *load* the 1-minute load "
-              "average at the end."),
+             ("The machine was shared with other work during the run: *busy* is how much of its "
+              "cores were used meanwhile (this run's processes and everyone else's), *load* the "
+              "1-minute load average at the end."),
              "",
              "| run | wall (s) | busy | load | vs (a) |",
              "|---|---:|---:|---:|---|",
              *(f"| {what} | {p.wall:.1f} | {p.busy:.0%} | {p.load:.1f} | {ratio} |"
                for what, p, ratio in rows),
              "",
-             ("Equal metrics (every value of metrics/summary.json) for all 8 experiments in (a), (b), (c1), "
-              f"(c2): **{'yes' if equal else 'NO'}**."),
+             ("Equal metrics (every value of metrics/summary.json) for all 8 experiments in (a), "
+              f"(b), (c1), (c2): **{'yes' if equal else 'NO'}**."),
              "",
-             ("Per experiment in (b), on a worker (clone, `dvc exp run --pull`, `dvc exp push`), two at a "
-              f"time: mean {mean:.1f} s, min {min(per_experiment):.0f} s, max {max(per_experiment):.0f} s."),
+             ("Per experiment in (b), on a worker (clone, `dvc exp run --pull`, `dvc exp push`), "
+              f"two at a time: mean {mean:.1f} s, min {min(per_experiment):.0f} s, "
+              f"max {max(per_experiment):.0f} s."),
              "",
-             ("**ESTIMATE, not a measurement**: on N machines like this one, one worker each, the sweep of 8 "
-              "would take about ceil(8 / N) × the per-experiment time plus the cluster's start and the final "
-              f"`dvc exp pull`: {estimates} (the mean above was measured two to a 2-core machine; alone on "
-              "one it would be shorter)."),
+             ("**ESTIMATE, not a measurement**: on N machines like this one, one worker each, the "
+              "sweep of 8 would take about ceil(8 / N) × the per-experiment time plus the "
+              f"cluster's start and the final `dvc exp pull`: {estimates} (the mean above was "
+              "measured two to a 2-core machine; alone on one it would be shorter)."),
              "",
              "| experiment (epochs, optimizer, hidden) | " + " | ".join(HEADLINE) + " |",
              "|---|" + "---:|" * len(HEADLINE),
-             *(f"| {', '.join(key)} | " + " | ".join(f"{m.get(k, float('nan')):.4f}" for k in HEADLINE) + " |"
+             *(f"| {', '.join(key)} | "
+               + " | ".join(f"{m.get(k, float('nan')):.4f}" for k in HEADLINE) + " |"
                for key, m in sorted(metrics["b"].items()))]
-    empty = "# Sweep benchmark\n\n<!-- sweep:start -->\n<!-- sweep:end -->\n"
-    text = OUT.read_text() if OUT.exists() else empty
-    head, rest = text.split("<!-- sweep:start -->", 1)
-    OUT.write_text(head + "<!-- sweep:start -->\n" + "\n".join(lines) + "\n<!-- sweep:end -->" +
-                   rest.split("<!-- sweep:end -->", 1)[1])
+    write_block(OUT, "sweep", "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -1,17 +1,4 @@
-"""Team benchmarks against the local S3 store (rclone on 127.0.0.1), as ratios to bench/baseline.py.
-
-    .venv/bin/python -m bench.team                                # real data (minutes; a quiet machine)
-    .venv/bin/python -m bench.team --max-samples 500 --epochs 1   # smoke run
-    .venv/bin/python -m bench.run --team ...                      # after bench/run.py's rounds
-
-1. fresh clone to up to date: `dvc repro --pull --allow-missing` in a new clone with an empty cache
-   (target ≤ 0.1 × the plain script);
-2. `dvc pull` of every output into an empty cache: time and throughput;
-3. a sweep of 4 experiments, two worker clones in parallel (2 each) against one clone running all 4:
-   the ratio of wall times.
-bench/run.py's `--team` calls `figures(work, max_samples, epochs)` with its own options and adds
-the Markdown section it returns to BENCHMARKS.md.
-"""
+"""Benchmark a team's use of the local S3 store: a fresh clone, a pull, a sweep on two clones."""
 
 from __future__ import annotations
 
@@ -25,7 +12,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from scripts.toolkit import DATASET, REPO, Store, clone, copy_project, dvc, git
+from scripts.toolkit import REPO, Store, clone, copy_project, dvc, git
+from stages.download import DEBIAN
 
 SWEEP = [["-S", f"model.learning_rate={rate}"] for rate in (0.0005, 0.002, 0.004, 0.008)]
 
@@ -52,7 +40,7 @@ def run_team(work: Path, max_samples: int | None, epochs: int) -> list[tuple[str
     """Measure the three figures once, in `work`; rows of (what, measured)."""
     with Store(work / "store") as store:
         env = store.env()
-        params = {"epochs": epochs, "download.sources": [str(DATASET)]}
+        params = {"epochs": epochs, "download.sources": [str(DEBIAN)]}
         if max_samples:
             params["max_samples"] = max_samples
         a = copy_project(work / "a", params, origin=work / "origin.git")
@@ -78,7 +66,8 @@ def run_team(work: Path, max_samples: int | None, epochs: int) -> list[tuple[str
                                               [(workers[1], SWEEP[:2]), (workers[2], SWEEP[2:])])))
     return [
         ("baseline (bench/baseline.py)", f"{base:.1f} s"),
-        ("fresh clone to up to date, ≤ 0.1 × baseline", f"{up_to_date:.1f} s, {up_to_date / base:.2f} ×"),
+        ("fresh clone to up to date, ≤ 0.1 × baseline",
+         f"{up_to_date:.1f} s, {up_to_date / base:.2f} ×"),
         ("`dvc pull` of every output, empty cache", (f"{pull:.1f} s, {size / 2**20:.0f} MiB, "
                                                     f"{size / 2**20 / pull:.0f} MiB/s")),
         ("sweep of 4 experiments: 2 clones in parallel / 1 clone",
@@ -88,7 +77,8 @@ def run_team(work: Path, max_samples: int | None, epochs: int) -> list[tuple[str
 
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Team benchmarks against a local S3 store.")
-    parser.add_argument("--max-samples", type=int, default=None, help="a smoke run on N samples (≥ 500)")
+    parser.add_argument("--max-samples", type=int, default=None,
+                        help="a smoke run on N samples (≥ 500)")
     parser.add_argument("--epochs", type=int, default=5)
     return parser
 
@@ -101,13 +91,14 @@ def figures(work: Path, max_samples: int | None, epochs: int) -> str:
     data = f"max_samples={max_samples}" if max_samples else "the real data"
     lines = ["", "", "## Team storage", "",
              f"One local rclone S3 store on 127.0.0.1 ({data}, {epochs} epoch(s)).", "",
-             "| measure | result |", "|---|---|", *(f"| {what} | {measured} |" for what, measured in rows)]
+             "| measure | result |", "|---|---|",
+             *(f"| {what} | {measured} |" for what, measured in rows)]
     return "\n".join(lines)
 
 
 def main() -> int:
     arguments = parser()
-    args = arguments.parse_args()  # --help, and an unknown option or a bad value refused before any work
+    args = arguments.parse_args()  # --help, an unknown option, a bad value: before any work
     if args.max_samples is not None and args.max_samples < 500:
         arguments.error("--max-samples must be at least 500 (params.yaml's limit)")
     work = Path(tempfile.mkdtemp(prefix="bench-team-"))

@@ -1,15 +1,6 @@
-"""Build the offline page of `dvc plots show` / `dvc plots diff`: Vega, Vega-Lite and vega-embed inlined.
+"""Build .dvc/plots/offline.html, DVC's plots page with Vega, Vega-Lite and vega-embed inlined.
 
-    python -m scripts.build_plots_page
-
-DVC's own page loads the three libraries from a CDN, so without a network its charts stay blank.
-This installs the versions pinned in plots-page/package.json (exactly as plots-page/package-lock.json
-records them, checked by npm against its integrity hashes), inlines their browser builds with their
-license notices, and writes .dvc/plots/offline.html, which .dvc/config sets as `plots.html_template`.
-The page is committed, so users need no npm: rerun this only to change a version (edit package.json,
-`npm install --package-lock-only` in plots-page/, rerun, commit both). The output is the same bytes
-on every run.
-"""
+DVC's own page loads them from a CDN: without a network its charts stay blank."""
 
 import json
 import shutil
@@ -60,8 +51,9 @@ class BuildError(Exception):
 
 
 def install(workdir: Path) -> Path:
-    """`npm ci` in `workdir`: exactly the lockfile's packages, checked against their integrity hashes,
-    no install scripts. Outside the project, so that DVC never walks a node_modules tree."""
+    """`npm ci` in `workdir`: the lockfile's packages, checked by their hashes, no scripts run.
+
+    Outside the project, so that DVC never walks a node_modules tree."""
     for name in ("package.json", "package-lock.json"):
         shutil.copy2(PACKAGES / name, workdir / name)
     result = subprocess.run(
@@ -82,9 +74,10 @@ def inline(node_modules: Path, name: str, build: str, license_file: str) -> tupl
         raise BuildError(f"{name}: installed {version}, package.json pins {pinned}")
     code = (package / build).read_text(encoding="utf-8")
     notice = (package / license_file).read_text(encoding="utf-8").strip()
-    # Inlined into a <script>, "</script" would end the element early; inside the /*! */ notice, "*/"
-    # would end the comment; a DVC placeholder would be replaced by DVC's own content.
-    for text, forbidden in ((code, ("</script",)), (notice, ("*/",)), (code + notice, PLACEHOLDERS)):
+    # Inlined into a <script>, "</script" would end the element early; inside the /*! */ notice,
+    # "*/" would end the comment; a DVC placeholder would be replaced by DVC's own content.
+    checks = ((code, ("</script",)), (notice, ("*/",)), (code + notice, PLACEHOLDERS))
+    for text, forbidden in checks:
         found = [f for f in forbidden if f in text.lower()]
         if found:
             raise BuildError(f"{name}@{version}: contains {found[0]!r}, cannot be inlined safely")
@@ -95,7 +88,8 @@ def inline(node_modules: Path, name: str, build: str, license_file: str) -> tupl
 def build() -> str:
     with tempfile.TemporaryDirectory() as workdir:
         node_modules = install(Path(workdir))
-        versions, scripts = zip(*(inline(node_modules, *library) for library in LIBRARIES), strict=True)
+        inlined = (inline(node_modules, *library) for library in LIBRARIES)
+        versions, scripts = zip(*inlined, strict=True)
     return (TEMPLATE.replace("{versions}", ", ".join(versions))
             .replace("{libraries}", "\n".join(scripts)))
 

@@ -1,16 +1,4 @@
-"""Write the documentation's generated tables between their markers, from the files they describe.
-
-    python -m scripts.doc_tables          # rewrite them
-    python -m scripts.doc_tables --check  # exit 1 if one is stale (tests/test_docs.py runs this)
-
-- README.md `results`: metrics/summary.json, the study's figures as `dvc repro` last wrote them;
-- docs/params.md `params`: each key of params.yaml, its default, what it allows (the same text
-  the stages' error messages quote, from stages/params.py) and the stages that read it (dvc.yaml).
-
-The other generated tables have generators of their own, which run the pipeline or the suite:
-the README's experiments (scripts.experiments_table), the fault table (scripts.fault_table)
-and the benchmark figures (bench.run, bench.sweep).
-"""
+"""Write the README's results and docs/params.md's table from the files they describe."""
 
 import argparse
 import json
@@ -20,17 +8,19 @@ from pathlib import Path
 import yaml
 
 from scripts.toolkit import REPO, flatten, replace_block
+from stages.summary import SUMMARY_KEYS
 
-FIGURES = {  # metrics/summary.json key → what the README calls it
-    "sgd_cv_accuracy": "SGD logistic regression, 5-fold CV accuracy",
-    "sgd_cv_accuracy_std": "… its standard deviation over the folds",
-    "keras_val_accuracy": "Keras softmax layer, validation accuracy",
-    "keras_test_accuracy": "Keras softmax layer, test accuracy",
-    "keras_train_accuracy": "Keras softmax layer, training accuracy (last epoch)",
-    "keras_train_loss": "… training loss (last epoch)",
-    "keras_val_loss": "… validation loss",
-    "keras_test_loss": "… test loss",
-}
+# What the README calls each figure of metrics/summary.json, in its order (SUMMARY_KEYS).
+FIGURES = dict(zip(SUMMARY_KEYS, (
+    "SGD logistic regression, 5-fold CV accuracy",
+    "Keras softmax layer, validation accuracy",
+    "Keras softmax layer, test accuracy",
+    "SGD logistic regression, the CV accuracy's standard deviation over the folds",
+    "Keras softmax layer, training accuracy (last epoch)",
+    "… training loss (last epoch)",
+    "… validation loss",
+    "… test loss",
+), strict=True))
 
 
 def results_table(summary: dict[str, float]) -> str:
@@ -50,7 +40,8 @@ def params_table(params: dict, stages: dict) -> str:
         section, _, name = key.partition(".")
         field = SCHEMA[section].annotation.model_fields[name] if name else SCHEMA[section]
         shown = json.dumps(default) if not isinstance(default, str) else default
-        rows.append(f"| `{key}` | `{shown}` | {field.description} | {', '.join(readers[section])} |")
+        read_by = ", ".join(readers[section])
+        rows.append(f"| `{key}` | `{shown}` | {field.description} | {read_by} |")
     return "\n".join(["| key | default | allowed | read by |", "|---|---|---|---|", *rows]) + "\n"
 
 
@@ -67,8 +58,9 @@ def generated() -> dict[Path, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if a table is stale; write nothing")
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 if a table is stale; write nothing")
     args = parser.parse_args(argv)
     stale = [path for path, text in generated().items() if path.read_text() != text]
     if args.check:

@@ -1,14 +1,4 @@
-"""Run a few experiments on the full data in a scratch copy of the project; print a Markdown table.
-
-    python -m scripts.experiments_table [EXPERIMENT ...] [--rev REV] [--source DIR] [--readme]
-
-Each EXPERIMENT is one or more `dvc exp run -S` overrides separated by spaces, e.g. "epochs=10" or
-"model.hidden=[100] model.dropout=0.2"; by default the README's three. The project's pipeline at
-REV (default HEAD) is copied into a new Git repository (WORKDIR, else a temporary directory that is
-removed at the end), reproduced with the params of REV (the original model, the baseline), then
-each experiment runs with `dvc exp run --temp`. The table comes from `dvc exp show --json`:
-nothing in it is typed by hand. --readme writes it into README.md (between the experiments markers).
-"""
+"""Run experiments on the full data in a copy of the project; print their table from exp show."""
 
 import argparse
 import json
@@ -18,14 +8,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from scripts.toolkit import DATASET, REPO, CommandFailed, copy_project, dvc, exp_show, git, replace_block
+from scripts.toolkit import REPO, CommandFailed, copy_project, dvc, exp_show, git, write_block
+from stages.download import DEBIAN
+from stages.summary import HEADLINE
 
 DEFAULT_EXPERIMENTS = ["epochs=10", "model.hidden=[100]", "model.optimizer=adam"]
-COLUMNS = {  # column → key of metrics/summary.json
-    "SGD CV acc": "sgd_cv_accuracy",
-    "Keras val acc": "keras_val_accuracy",
-    "Keras test acc": "keras_test_accuracy",
-}
+# The table's columns: each headline figure of metrics/summary.json and its short label.
+COLUMNS = dict(zip(HEADLINE, ("SGD CV acc", "Keras val acc", "Keras test acc"), strict=True))
 
 
 def show(value: object) -> str:
@@ -33,12 +22,12 @@ def show(value: object) -> str:
 
 
 def rows(workdir: Path, names: list[str]) -> list[list[str]]:
-    """One row for the baseline, then one per experiment in `names` order, from `dvc exp show --json`."""
+    """A row for the baseline, then one per experiment in `names` order, from `dvc exp show`."""
     shown = exp_show(workdir)
     baseline = shown[0]  # the commit the experiments ran from
 
     def cells(metrics: dict) -> list[str]:
-        return [f"{metrics[key]:.4f}" for key in COLUMNS.values()]
+        return [f"{metrics[key]:.4f}" for key in COLUMNS]
 
     table = [["original model (baseline)", "—", *cells(baseline.metrics)]]
     experiments = {e.name: e for e in shown if e.name}
@@ -50,8 +39,9 @@ def rows(workdir: Path, names: list[str]) -> list[list[str]]:
 
 
 def markdown(table: list[list[str]]) -> str:
-    header = ["Experiment", "Params changed", *COLUMNS]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---", "---"] + ["---:"] * len(COLUMNS)) + "|"]
+    header = ["Experiment", "Params changed", *COLUMNS.values()]
+    rule = "|" + "|".join(["---", "---"] + ["---:"] * len(COLUMNS)) + "|"
+    lines = ["| " + " | ".join(header) + " |", rule]
     lines += ["| " + " | ".join(row) + " |" for row in table]
     return "\n".join(lines) + "\n"
 
@@ -69,11 +59,16 @@ def name_of(overrides: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiments", nargs="*", default=DEFAULT_EXPERIMENTS,
-                        help=f"overrides of one experiment, space-separated (default: {DEFAULT_EXPERIMENTS})")
-    parser.add_argument("--rev", default="HEAD", help="the project's revision to measure (default: HEAD)")
-    parser.add_argument("--source", help=f"the data's only source, e.g. {DATASET}")
-    parser.add_argument("--max-samples", type=int, help="a quick trial on fewer images (default: all)")
-    parser.add_argument("--workdir", type=Path, help="keep the copy here (a new or empty directory)")
+                        help="one experiment's `dvc exp run -S` overrides, space-separated, "
+                             "e.g. 'model.hidden=[100] model.dropout=0.2' "
+                             f"(default: {DEFAULT_EXPERIMENTS})")
+    parser.add_argument("--rev", default="HEAD",
+                        help="the project's revision to measure (default: HEAD)")
+    parser.add_argument("--source", help=f"the data's only source, e.g. {DEBIAN}")
+    parser.add_argument("--max-samples", type=int,
+                        help="a quick trial on fewer images (default: all)")
+    parser.add_argument("--workdir", type=Path,
+                        help="keep the copy here (a new or empty directory)")
     parser.add_argument("--readme", action="store_true",
                         help="write the table into README.md (between its experiments markers)")
     args = parser.parse_args()
@@ -87,7 +82,7 @@ def main() -> None:
         workdir = Path(tempfile.mkdtemp(prefix="fashion-mnist-experiments-"))
     try:
         params = {"download.sources": [args.source]} if args.source else {}
-        if args.max_samples is not None:  # a quick trial of the script; the README's table uses all the data
+        if args.max_samples is not None:  # a trial of the script; the README's uses all the data
             params["max_samples"] = args.max_samples
         copy_project(workdir, params, rev=args.rev)
         start = time.perf_counter()
@@ -100,12 +95,12 @@ def main() -> None:
             overrides = experiment.split()
             names.append(name_of(overrides))
             start = time.perf_counter()
-            dvc(workdir, "exp", "run", "--temp", "-n", names[-1], *[a for o in overrides for a in ("-S", o)])
+            sets = [arg for override in overrides for arg in ("-S", override)]
+            dvc(workdir, "exp", "run", "--temp", "-n", names[-1], *sets)
             print(f"{names[-1]}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
         table = markdown(rows(workdir, names))
         if args.readme:
-            readme = REPO / "README.md"
-            readme.write_text(replace_block(readme.read_text(), "experiments", table))
+            write_block(REPO / "README.md", "experiments", table)
         else:
             print(table, end="")
     except CommandFailed as error:

@@ -1,6 +1,6 @@
-"""Write the fault table of tests/reliability/README.md (`--check`: exit 1 if it is stale): for each
-module's FAULT_CLASS, its cases and USER_SEES. A case is a collected test, each parametrized value
-counted once, not marked `control` (a happy path, or a control that makes a fault test meaningful)."""
+"""Write tests/reliability/README.md's fault table: each module's FAULT_CLASS, cases and USER_SEES.
+
+A case is a collected test (each parametrized value once) not marked `control`."""
 
 import argparse
 import contextlib
@@ -17,13 +17,15 @@ from scripts.toolkit import REPO, replace_block
 HERE = REPO / "tests/reliability"
 README = HERE / "README.md"
 ORDER = ["test_download_faults", "test_data_faults", "test_missing_inputs", "test_params_faults",
-         "test_interruption", "test_determinism", "test_concurrency", "test_safety", "test_store_faults"]
+         "test_interruption", "test_determinism", "test_concurrency", "test_safety",
+         "test_store_faults"]
 
 
 def table() -> str:
     listing = io.StringIO()
     with contextlib.redirect_stdout(listing):  # `path::test[value]`, a line per collected case
-        code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "-m", "not control", str(HERE)])
+        code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "-m", "not control",
+                            str(HERE)])
     if code != 0:
         raise SystemExit(f"error: collecting {HERE} failed (pytest exit {code})")
     lines = listing.getvalue().splitlines()
@@ -39,7 +41,8 @@ def table() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the table in the file is stale")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 if the table in the file is stale")
     document = README.read_text()
     updated = replace_block(document, "fault-table", table() + "\n")
     if not parser.parse_args().check:

@@ -1,24 +1,11 @@
-#!/usr/bin/env python3
-"""Print a Markdown report of what the workspace changes against BASE_REV: params, metrics, plots.
-
-    python scripts/pr_report.py [BASE_REV] [--plots-dir DIR] [--plots-url URL]
-
-BASE_REV (default `main`) is any Git revision; the other side is the current workspace, so run the
-pipeline (`make repro`) first. The plots of both revisions are rendered by `dvc plots diff` into
-DIR (default .dvc/tmp/pr-plots, git-ignored): DIR/index.html shows them all, overlaid, and
-DIR/images/ holds the images of both revisions. The page is DVC's from the template .dvc/config sets,
-.dvc/plots/offline.html, with the chart libraries inlined: it opens without a network.
-A PR comment cannot embed those files, so in CI pass --plots-url, the page where DIR is published
-(the workflow uploads it as an artifact of its run); without it the report links the local files.
-"""
+"""A Markdown report of what the workspace changes against a revision: params, metrics, plots."""
 
 import argparse
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
+
+from scripts.toolkit import run
 
 SUMMARY = "metrics/summary.json"
 
@@ -27,38 +14,30 @@ class ReportError(Exception):
     pass
 
 
-def dvc_executable() -> str:
-    """The dvc installed beside this Python (the project's venv), else the one on PATH."""
-    sibling = Path(sys.executable).parent / "dvc"
-    found = str(sibling) if sibling.is_file() else shutil.which("dvc")
-    if not found:
-        raise ReportError("dvc not found: run `make repro` first, or activate the project's venv")
-    return found
-
-
-def run(*args: str) -> str:
-    env = dict(os.environ)
-    # dvc.yaml runs `python -m stages.X`: the venv's python must come first, as `make` sets it.
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    result = subprocess.run(args, capture_output=True, text=True, env=env)
+def output(*args: str) -> str:
+    """The stdout of the venv's `dvc ARGS` or `git ARGS` in the current directory (toolkit.run)."""
+    result = run(Path.cwd(), *args)
     if result.returncode != 0:
-        raise ReportError(f"`{' '.join(args)}` failed:\n{result.stderr.strip() or result.stdout.strip()}")
+        why = result.stderr.strip() or result.stdout.strip()
+        raise ReportError(f"`{' '.join(args)}` failed:\n{why}")
     return result.stdout.strip()
 
 
 def check_revision(base: str) -> str:
     """The commit BASE names, or a clear error (e.g. a shallow clone without the base branch)."""
     try:
-        return run("git", "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")
+        return output("git", "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")
     except ReportError:
         raise ReportError(
-            f"unknown revision {base!r}: fetch it first (in CI: actions/checkout with fetch-depth: 0)"
+            f"unknown revision {base!r}: fetch it first "
+            "(in CI: actions/checkout with fetch-depth: 0)"
         ) from None
 
 
-def plot_versions(dvc: str, base: str, images_dir: Path) -> dict[str, dict[str, object]]:
+def plot_versions(base: str, images_dir: Path) -> dict[str, dict[str, object]]:
     """{plot id: {revision: its data (rows) or image path}} for each plot dvc.yaml declares."""
-    data = json.loads(run(dvc, "plots", "diff", base, "--json", "--out", str(images_dir)))["data"]
+    shown = output("dvc", "plots", "diff", base, "--json", "--out", str(images_dir))
+    data = json.loads(shown)["data"]
     plots = {}
     for name, renders in data.items():
         versions: dict[str, object] = {}
@@ -79,21 +58,21 @@ def differs(versions: dict[str, object]) -> bool:
 
 
 def rows(table: str) -> int:
-    """Rows of a Markdown table printed by dvc (which prints just the header when nothing changed)."""
+    """Rows of a Markdown table dvc printed (only a header when nothing changed)."""
     return max(0, len(table.splitlines()) - 2)
 
 
 def report(base: str, plots_dir: Path, plots_url: str | None) -> str:
-    dvc = dvc_executable()
     commit = check_revision(base)
     lines = [f"## DVC report: `{base}` ({commit[:7]}) → this branch's workspace", ""]
 
-    params = run(dvc, "params", "diff", base, "--md")
+    params = output("dvc", "params", "diff", base, "--md")
     lines += ["### Params", "", params if rows(params) else "No params changed.", ""]
 
-    summary = run(dvc, "metrics", "diff", base, "--md", "--all", "--targets", SUMMARY)
-    lines += ["### Metrics", "", summary if rows(summary) else f"No {SUMMARY} in either revision.", ""]
-    changed = run(dvc, "metrics", "diff", base, "--md")
+    summary = output("dvc", "metrics", "diff", base, "--md", "--all", "--targets", SUMMARY)
+    lines += ["### Metrics", "",
+              summary if rows(summary) else f"No {SUMMARY} in either revision.", ""]
+    changed = output("dvc", "metrics", "diff", base, "--md")
     if rows(changed):
         summary_line = f"<details><summary>All changed metrics ({rows(changed)})</summary>"
         lines += [summary_line, "", changed, "", "</details>", ""]
@@ -101,8 +80,8 @@ def report(base: str, plots_dir: Path, plots_url: str | None) -> str:
         lines += ["No metric changed.", ""]
 
     plots_dir.mkdir(parents=True, exist_ok=True)
-    run(dvc, "plots", "diff", base, "--out", str(plots_dir))
-    plots = plot_versions(dvc, base, plots_dir / "images")
+    output("dvc", "plots", "diff", base, "--out", str(plots_dir))
+    plots = plot_versions(base, plots_dir / "images")
     lines += ["### Plots", ""]
     for name, versions in plots.items():
         lines.append(f"- {name}: {'changed' if differs(versions) else 'unchanged'}")
@@ -114,11 +93,12 @@ def report(base: str, plots_dir: Path, plots_url: str | None) -> str:
         index = plots_dir / "index.html"
         lines += [f"`{base}` and this branch overlaid: [{index}]({index.resolve().as_uri()})", ""]
         for name, versions in plots.items():
-            images = {rev: path for rev, path in sorted(versions.items(), key=lambda item: item[0] != base)
-                      if isinstance(path, Path)}  # the base first
+            base_first = sorted(versions.items(), key=lambda item: item[0] != base)
+            images = {rev: path for rev, path in base_first if isinstance(path, Path)}
             if images and differs(versions):
-                lines += [f"**{name}**", "", "| " + " | ".join(images) + " |", "|" + "---|" * len(images),
-                          "| " + " | ".join(f"![{rev}]({path})" for rev, path in images.items()) + " |", ""]
+                pictures = " | ".join(f"![{rev}]({path})" for rev, path in images.items())
+                lines += [f"**{name}**", "", "| " + " | ".join(images) + " |",
+                          "|" + "---|" * len(images), f"| {pictures} |", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -128,7 +108,8 @@ def main() -> None:
                         help="Git revision to compare with (default: main)")
     parser.add_argument("--plots-dir", type=Path, default=Path(".dvc/tmp/pr-plots"),
                         help="where to render the plots (default: .dvc/tmp/pr-plots)")
-    parser.add_argument("--plots-url", help="where the plots directory is published, for the comment's link")
+    parser.add_argument("--plots-url",
+                        help="where the plots directory is published, for the comment's link")
     args = parser.parse_args()
     try:
         print(report(args.base, args.plots_dir, args.plots_url), end="")

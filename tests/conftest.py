@@ -18,7 +18,6 @@ from filelock import FileLock
 from scripts.toolkit import (
     APPLIED_EPOCHS,
     CONCURRENT_DURING,
-    DATASET,
     QUEUED,
     REPO,
     SMALL,
@@ -32,6 +31,7 @@ from scripts.toolkit import (
     run,
     venv_env,
 )
+from stages.download import DEBIAN
 
 
 def pytest_configure() -> None:
@@ -76,9 +76,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def dataset() -> Path:
     """The four original .gz files, from Debian's dataset-fashion-mnist."""
-    if not (DATASET / "train-images-idx3-ubyte.gz").is_file():
-        pytest.fail(f"{DATASET} is missing: apt-get install dataset-fashion-mnist (or run `make test`)")
-    return DATASET
+    if not (DEBIAN / "train-images-idx3-ubyte.gz").is_file():
+        pytest.fail(f"{DEBIAN} is missing: apt-get install dataset-fashion-mnist (or run `make test`)")
+    return DEBIAN
 
 
 @pytest.fixture(scope="session")

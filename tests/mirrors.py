@@ -1,5 +1,4 @@
-"""Loopback HTTP(S) mirrors for the download tests, on 127.0.0.1; with a TLS context (a test authority's
-certificate, which the client trusts through REQUESTS_CA_BUNDLE) a mirror serves HTTPS."""
+"""HTTP(S) mirrors on 127.0.0.1 for the download tests (HTTPS with a TLS context)."""
 
 import contextlib
 import http.server
@@ -17,7 +16,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up
             self.server.behaviour(self, self.path.lstrip("/"))
 
-    def send(self, status: int, body: bytes = b"", length: int | None = None, **headers: str) -> None:
+    def send(self, status: int, body: bytes = b"", length: int | None = None,
+             **headers: str) -> None:
         self.send_response(status)
         self.send_header("Content-Length", str(len(body) if length is None else length))
         self.send_header("Connection", "close")  # one request per connection, counted as such
@@ -36,7 +36,8 @@ class Mirror(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, behaviour: Callable[[Handler, str], None], tls: ssl.SSLContext | None = None):
+    def __init__(self, behaviour: Callable[[Handler, str], None],
+                 tls: ssl.SSLContext | None = None) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
         self.behaviour, self.requests, self.connections = behaviour, [], 0
         self.closing = threading.Event()  # behaviours that stall wait on it
@@ -53,7 +54,8 @@ class Mirror(http.server.ThreadingHTTPServer):
 
 
 @contextlib.contextmanager
-def serving(behaviour: Callable[[Handler, str], None], tls: ssl.SSLContext | None = None) -> Iterator[Mirror]:
+def serving(behaviour: Callable[[Handler, str], None],
+            tls: ssl.SSLContext | None = None) -> Iterator[Mirror]:
     server = Mirror(behaviour, tls)
     threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     try:

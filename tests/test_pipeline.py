@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
-from scripts.toolkit import APPLIED_EPOCHS, QUEUED, STAGES, SUMMARY_KEYS, dvc, git, ran_stages
+from scripts.toolkit import APPLIED_EPOCHS, QUEUED, STAGES, dvc, git, ran_stages
 from stages.data import CLASS_NAMES, rounded
+from stages.summary import SUMMARY_KEYS
 
 
 def test_repro_writes_every_report_plot_and_the_summary(reference_run, tmp_path):
@@ -121,4 +122,4 @@ def test_queued_experiments_run_in_parallel_without_interfering(queued_experimen
     header = next(csv.reader(dvc(queue.project, "exp", "show", "--csv", "--all-commits").stdout.splitlines()))
     fixed = [name for name in header if name in ("Experiment", "rev", "typ", "Created", "parent", "State",
                                                  "Executor")]
-    assert header[: len(fixed)] == fixed and header[len(fixed):header.index("seed")] == SUMMARY_KEYS
+    assert header[: len(fixed)] == fixed and header[len(fixed):header.index("seed")] == list(SUMMARY_KEYS)

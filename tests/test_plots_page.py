@@ -1,6 +1,4 @@
-"""The plots page of `dvc plots show` and `dvc plots diff` (the shared experiments' real plots) in headless
-Chromium without a network: every Vega plot draws from .dvc/plots/offline.html's inlined libraries.
-Needs Debian's `chromium` (skips without it, fails in CI); each screenshot stays in its test's tmp_path."""
+"""Every plot of `dvc plots show` and `dvc plots diff` draws in headless Chromium, offline."""
 
 import json
 import os
@@ -13,11 +11,12 @@ import pytest
 
 from scripts.toolkit import dvc
 
-# Headless, as root, none of Chromium's own traffic; host names resolve to nothing, other requests go to a
-# closed port on 127.0.0.1: nothing leaves the machine, and the net log records every try.
+# Headless, as root, none of Chromium's own traffic; host names resolve to nothing, other requests
+# go to a closed port on 127.0.0.1: nothing leaves the machine, and the net log records every try.
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-    "--disable-background-networking", "--disable-component-update", "--disable-extensions",
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-sync", "--disable-background-networking", "--disable-component-update",
+    "--disable-extensions",
     "--disable-features=NetworkTimeServiceQuerying", "--host-resolver-rules=MAP * ~NOTFOUND",
     "--proxy-server=127.0.0.1:9",
     # Virtual time runs as fast as the page lets it: the budget is an upper bound, not a wait.
@@ -26,8 +25,9 @@ CHROMIUM_FLAGS = [
 
 
 class DrawnPlots(HTMLParser):
-    """The ids of the elements holding a drawn Vega view: a <canvas> or <svg> of class "marks"
-    (vega-embed's menu icon is an <svg> too, hence the class)."""
+    """The ids of the elements holding a drawn Vega view: a <canvas> or <svg> of class "marks".
+
+    vega-embed's menu icon is an <svg> too, hence the class."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -38,31 +38,35 @@ class DrawnPlots(HTMLParser):
         attributes = dict(attrs)
         if tag in ("canvas", "svg") and "marks" in (attributes.get("class") or "").split():
             self.drawn.update(element_id for _, element_id in self.open if element_id)
-        self.open.append((tag, attributes.get("id")))  # a void element (<meta>) stays until its parent ends
+        self.open.append((tag, attributes.get("id")))  # a void element stays until its parent ends
 
     def handle_endtag(self, tag: str) -> None:
         tags = [name for name, _ in self.open]
-        if tag in tags:  # closes the innermost open element of its name, and any left open inside it
+        if tag in tags:  # closes the innermost open element of its name, and any open inside it
             del self.open[len(tags) - 1 - tags[::-1].index(tag):]
 
 
-@pytest.mark.parametrize(("command", "cdn"), [(["show"], False), (["diff", "base", "HEAD"], False),
-                                             (["show"], True)], ids=["show", "diff", "dvc-default-page"])
+@pytest.mark.parametrize(("command", "cdn"),
+                         [(["show"], False), (["diff", "base", "HEAD"], False), (["show"], True)],
+                         ids=["show", "diff", "dvc-default-page"])
 def test_dvc_plots_page_draws_every_plot_offline(command, cdn, queued_experiments, tmp_path):
-    """Every plot draws offline; `cdn`, the issue: DVC's own page (`{scripts}`) asks a CDN, draws nothing."""
+    """Every plot draws offline; `cdn`: DVC's own page (`{scripts}`) asks a CDN, draws nothing."""
     if not (chromium := shutil.which("chromium")):
         if os.environ.get("CI") == "true":
             pytest.fail("chromium is missing: .ci/run installs it (apt-get install chromium)")
-        pytest.skip("chromium is not installed: `apt-get install chromium` (Debian) to run the browser tests")
+        pytest.skip("chromium is not installed: `apt-get install chromium` (Debian) to run the "
+                    "browser tests")
     template = tmp_path / "cdn.html"
-    template.write_text("<!DOCTYPE html><html><head>{scripts}</head><body>{plot_divs}</body></html>")
-    dvc(queued_experiments.project, "plots", *command, *(["--html-template", str(template)] if cdn else []),
+    template.write_text("<!DOCTYPE html><html><head>{scripts}</head>"
+                        "<body>{plot_divs}</body></html>")
+    page_template = ["--html-template", str(template)] if cdn else []
+    dvc(queued_experiments.project, "plots", *command, *page_template,
         "--out", str(tmp_path / "page"))
     page = (tmp_path / "page" / "index.html").read_text(encoding="utf-8")
-    # dvc writes each Vega plot as an element with an id and a script embedding the spec with vega-embed.
+    # dvc writes each Vega plot as an element with an id and a script embedding it with vega-embed.
     plots = re.findall(r"""vegaEmbed\(\s*['"]#([^'"]+)['"]""", page)
     assert plots, "dvc wrote no Vega plot into the page"
-    if "diff" in command:  # its Vega plots overlay the revisions: the data of both must be in the page
+    if "diff" in command:  # its Vega plots overlay the revisions: both revisions' data are in it
         assert '"rev": "base"' in page and '"rev": "HEAD"' in page
 
     screenshot, net_log = tmp_path / "page.png", tmp_path / "net-log.json"
@@ -84,7 +88,9 @@ def test_dvc_plots_page_draws_every_plot_offline(command, cdn, queued_experiment
 
     if cdn:
         assert not parser.drawn.intersection(plots)
-        assert requests and all(url.startswith("https://cdn.jsdelivr.net/") for url in requests), requests
+        assert requests, requests
+        assert all(url.startswith("https://cdn.jsdelivr.net/") for url in requests), requests
     else:
         assert requests == [], f"the page asked the network for {requests}"
-        assert parser.drawn.issuperset(plots), f"not drawn offline: {sorted(set(plots) - parser.drawn)}"
+        assert parser.drawn.issuperset(plots), \
+            f"not drawn offline: {sorted(set(plots) - parser.drawn)}"

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 import predict
-from scripts.toolkit import DATASET, REPO, run
+from scripts.toolkit import REPO, run
+from stages.download import DEBIAN
 
 N = 10  # test images
 
@@ -24,7 +25,7 @@ def evaluated(reference, tmp_path_factory):
     import keras
 
     model, x = reference / "data/model.keras", np.load(reference / "data/prepared/x_test.npy")[:N]
-    images = predict.parse_idx(gzip.decompress((DATASET / "t10k-images-idx3-ubyte.gz").read_bytes()),
+    images = predict.parse_idx(gzip.decompress((DEBIAN / "t10k-images-idx3-ubyte.gz").read_bytes()),
                                predict.IMAGES_MAGIC)[:N]
     with open(reference / "plots/confusion.csv", newline="") as file:
         classes = [row["predicted"] for row in csv.DictReader(file)][:N]

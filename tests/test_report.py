@@ -16,7 +16,8 @@ from stages.data import ACCURACY_DECIMALS, LOSS_DIGITS, rounded, write_json
 
 
 def report(project, *args: str, code: int = 0) -> subprocess.CompletedProcess:
-    result = run(project, "python", str(REPO / "scripts/pr_report.py"), *args, timeout=120)
+    result = run(project, "python", "-m", "scripts.pr_report", *args, env={"PYTHONPATH": str(REPO)},
+                 timeout=120)
     assert result.returncode == code, result.stderr
     return result
 
