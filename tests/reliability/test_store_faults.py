@@ -1,8 +1,6 @@
-"""Faults of the shared S3 store and of a full disk: DVC's own error, nothing lost, the next run completes.
-The messages are DVC's (3.67) as a user sees them; the README's reliability table quotes them."""
+"""Faults of the shared S3 store and of a full disk: DVC's error, nothing lost, then completes."""
 
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -12,16 +10,23 @@ from pathlib import Path
 
 import pytest
 
-from scripts.toolkit import VENV_BIN, Store, clone, copy_project, digests, dvc, git, venv_env
+from scripts.toolkit import (
+    BUCKET,
+    VENV_BIN,
+    Store,
+    clone,
+    copy_project,
+    digests,
+    dvc,
+    git,
+    venv_env,
+)
 
 FAULT_CLASS = "store: the shared S3 remote fails, or the disk fills"
-USER_SEES = ("DVC's own `ERROR:` line naming the cause (`Forbidden ... (403)` for a wrong key id or secret, "
-             "`NoSuchBucket`, `Could not connect to the endpoint URL`, `No space left on device`): exit 255 "
-             "for push and exp push, 1 for pull; no local file or dvc.lock changed; after the fault is gone "
-             "the same command completes")
-FORBIDDEN = "Forbidden: An error occurred (403) when calling the HeadObject operation: Forbidden"
-NO_BUCKET = ("The specified bucket does not exist: An error occurred (NoSuchBucket) when calling the "
-             "ListObjectsV2 operation: The specified bucket does not exist")
+USER_SEES = ("DVC's own `ERROR:` line naming the cause (`Forbidden ... (403)` for a wrong key id "
+             "or secret, `NoSuchBucket`, `Could not connect to the endpoint URL`, `No space left "
+             "on device`): exit 255 for push and exp push, 1 for pull; no local file or dvc.lock "
+             "changed; after the fault is gone the same command completes")
 # What each fault changes of the store's variables (a missing bucket: of the remote's URL).
 FAULTS = {
     "wrong key id": {"AWS_ACCESS_KEY_ID": "dvc0000000000000000"},
@@ -29,33 +34,31 @@ FAULTS = {
     "missing bucket": {},
     "store not running": {"AWS_ENDPOINT_URL_S3": "closed port"},
 }
-COMMANDS = {"push": ("push",), "pull": ("pull", "download"), "exp push": ("exp", "push", "origin", "faulty")}
+COMMANDS = {"push": ("push",), "pull": ("pull", "download"),
+            "exp push": ("exp", "push", "origin", "faulty")}
 LOCAL = ("data", "dvc.lock", ".dvc/cache")  # what a failed transfer must leave as it was
 
 
 def expected(fault: str, command: str, endpoint: str) -> tuple[int, list[str]]:
-    """DVC's exit code and ERROR lines (as patterns) for `command` under `fault`."""
-    # The URL names the first request that failed: the bucket, a folder or an object in it.
-    refused = re.escape(f'Could not connect to the endpoint URL: "{endpoint}/fashion-mnist') + r'(/[\w/.]+)?"'
-    cause = {"wrong key id": re.escape(FORBIDDEN), "wrong secret": re.escape(FORBIDDEN),
-             "missing bucket": re.escape(NO_BUCKET), "store not running": refused}[fault]
-    if command == "pull" and fault == "missing bucket":  # DVC names no bucket: only missing files
-        return 1, [re.escape("ERROR: failed to pull data from the cloud - Checkout failed for following "
-                             "targets:")]
+    """DVC's exit code for `command` under `fault`, and what its ERROR lines name."""
+    # A refused connection names the store's URL, down to the bucket.
+    cause = {"wrong key id": "(403)", "wrong secret": "(403)", "missing bucket": "NoSuchBucket",
+             "store not running": f"{endpoint}/{BUCKET}"}[fault]
+    if command == "pull" and fault == "missing bucket":  # DVC names no bucket: the stage's output
+        return 1, ["data/raw"]
     if command == "pull":
-        return 1, [re.escape("ERROR: failed to connect to s3 (fashion-mnist/cache/files/md5) - ") + cause,
-                   re.escape("ERROR: failed to pull data from the cloud - 1 files failed to download")]
-    prefix = "ERROR: unexpected error - " if command == "push" else "ERROR: failed to push cache: "
-    return 255, [prefix + cause]
+        return 1, [cause, "failed to download"]
+    return 255, [cause]
 
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory, dataset):
-    """A store holding data/raw (53 MB in 5 objects) of a project whose `download` ran and whose
-    experiment `faulty` is on origin; the project's .dvc/config.local points at the store."""
+    """A store of data/raw (53 MB, 5 objects) of a project whose `download` ran."""
+    # Its experiment `faulty` is on origin, and its .dvc/config.local points at the store.
     base = tmp_path_factory.mktemp("store_faults")
     with Store(base / "store") as store:
-        project = copy_project(base / "a", {"download.sources": [str(dataset)]}, origin=base / "origin.git")
+        project = copy_project(base / "a", {"download.sources": [str(dataset)]},
+                               origin=base / "origin.git")
         store.configure(project)
         dvc(project, "repro", "download")
         git(project, "add", "-A")
@@ -69,34 +72,37 @@ def shared(tmp_path_factory, dataset):
 
 def copy(project: Path, root: Path) -> Path:
     """A copy of `project`, its workspace and Git history, using its cache."""
-    shutil.copytree(project, root, symlinks=True, ignore=shutil.ignore_patterns("cache", "config.local"))
+    shutil.copytree(project, root, symlinks=True,
+                    ignore=shutil.ignore_patterns("cache", "config.local"))
     (root / ".dvc/config.local").write_text(f"[cache]\n    dir = {project / '.dvc/cache'}\n")
     return root
 
 
 @pytest.fixture(scope="module")
 def fault_runs(shared, tmp_path_factory):
-    """Each command under each fault, all at once, each in its own project (DVC locks one): push and
-    `exp push` in copies of the project, pull in a fresh clone with an empty cache."""
+    """Each command under each fault, all at once, each in its own project (DVC locks one)."""
+    # push and `exp push` in copies of the project, pull in a fresh clone with an empty cache.
     store, project, origin = shared
     base = tmp_path_factory.mktemp("faults")
 
-    def attempt(fault: str, command: str, endpoint: str) -> tuple[subprocess.CompletedProcess, float, bool]:
+    def attempt(fault: str, command: str,
+                endpoint: str) -> tuple[subprocess.CompletedProcess, bool]:
         root = base / f"{fault}-{command}"
         root = clone(origin, root) if command == "pull" else copy(project, root)
         if fault == "missing bucket":
             with (root / ".dvc/config.local").open("a") as config:
                 config.write("""['remote "storage"']\n    url = s3://no-such-bucket/cache\n""")
-        env = {**store.env(), **{k: endpoint if v == "closed port" else v for k, v in FAULTS[fault].items()}}
+        changed = {k: endpoint if v == "closed port" else v for k, v in FAULTS[fault].items()}
+        env = {**store.env(), **changed}
         if fault == "store not running" and command != "push":
-            # botocore's default mode tries a refused request 5 times with backoff (~10 s; pull makes two
-            # in turn): push shows DVC gives up so; one try (AWS_MAX_ATTEMPTS, as in CI) says the same.
+            # botocore's default mode tries a refused request 5 times with backoff (~10 s; pull
+            # makes two in turn): push shows DVC gives up so; one try (AWS_MAX_ATTEMPTS, as in CI)
+            # says the same.
             env["AWS_MAX_ATTEMPTS"] = "1"
         before = (git(root, "status", "--porcelain"), digests(root, LOCAL))
-        start = time.monotonic()
+        # DVC gives up by itself: dvc()'s generous timeout (600 s) against its ~10 s of retries.
         result = dvc(root, *COMMANDS[command], env=env, check=False)
-        seconds = time.monotonic() - start
-        return result, seconds, before == (git(root, "status", "--porcelain"), digests(root, LOCAL))
+        return result, before == (git(root, "status", "--porcelain"), digests(root, LOCAL))
 
     # Bound but not listening, the port refuses connections, and no other process (another xdist
     # worker's store) can take it while the commands run.
@@ -113,38 +119,38 @@ def fault_runs(shared, tmp_path_factory):
 def test_a_store_fault_gives_dvc_s_error_and_changes_nothing(fault, fault_runs):
     endpoint, results = fault_runs
     for command in COMMANDS:
-        result, seconds, unchanged = results[fault, command]
-        errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR: ")]
-        code, patterns = expected(fault, command, endpoint)
-        assert result.returncode == code and len(errors) == len(patterns), (command, result.stderr)
-        assert all(re.fullmatch(p, line) for p, line in zip(patterns, errors, strict=True)), result.stderr
-        assert unchanged and seconds < 90, command  # DVC's retries of a store that does not answer: ~10 s
+        result, unchanged = results[fault, command]
+        code, causes = expected(fault, command, endpoint)
+        assert result.returncode == code, (command, result.stderr)
+        assert "ERROR: " in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert all(cause in result.stderr for cause in causes), (command, causes, result.stderr)
+        assert unchanged, command
 
 
 def test_store_stopped_during_a_push_then_the_push_completes(shared, tmp_path):
     _, project, origin = shared
     project = copy(project, tmp_path / "a")
     before = (git(project, "status", "--porcelain"), digests(project, LOCAL))
-    # Slowed to 20 MB/s, the push lasts about 3 s: long enough to stop the store in its middle.
-    store = Store(tmp_path / "store", extra_args=("--bwlimit", "20M")).start()
+    # The event waited on: the first object stored. Slowed to 2 MB/s, the 47 MB images then need
+    # 20 s more, a wide margin in which to stop the store in the middle of the push.
+    store = Store(tmp_path / "store", extra_args=("--bwlimit", "2M")).start()
     store.configure(project)
-    # One try per request (AWS_MAX_ATTEMPTS): the subject here is what an interrupted transfer leaves.
+    # One try per request (AWS_MAX_ATTEMPTS): the subject is what an interrupted transfer leaves.
     push = subprocess.Popen([str(VENV_BIN / "dvc"), "push"], cwd=project, text=True,
-                            env=venv_env({"AWS_MAX_ATTEMPTS": "1"}),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            env=venv_env({"AWS_MAX_ATTEMPTS": "1"}), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        while not [p for p in (tmp_path / "store").rglob("*") if p.is_file() and ".partial" not in p.name]:
+        while not [p for p in (tmp_path / "store").rglob("*")
+                   if p.is_file() and ".partial" not in p.name]:
             assert push.poll() is None, push.communicate()
             time.sleep(0.01)
     finally:
         store.stop()  # in the middle: the first object is there, the 47 MB images are not
     out, err = push.communicate(timeout=300)
     assert push.returncode == 1, (out, err)
-    *transfers, last = [line for line in err.splitlines() if line.startswith("ERROR: ")]
-    assert re.fullmatch(r"ERROR: failed to push data to the cloud - [1-4] files? failed to upload", last), err
-    transfer = (rf"ERROR: failed to transfer '\w+' - Could not connect to the endpoint URL: "
-                rf'"{store.endpoint}/fashion-mnist/cache/files/md5/.+"')
-    assert transfers and all(re.fullmatch(transfer, line) for line in transfers), err
+    # DVC names the store's URL of the objects it could not send, and says that some failed.
+    assert f"{store.endpoint}/{BUCKET}/cache/files/md5/" in err and "failed to upload" in err, err
+    assert "Traceback" not in err, err
     assert (git(project, "status", "--porcelain"), digests(project, LOCAL)) == before
 
     store.extra_args = ()
@@ -158,8 +164,10 @@ def test_store_stopped_during_a_push_then_the_push_completes(shared, tmp_path):
     assert "up to date" in dvc(b, "status", "download").stdout
 
 
-@pytest.mark.parametrize("command", [("pull", "download"), ("repro", "-f", "download")], ids=" ".join)
-def test_a_full_disk_leaves_nothing_half_written_then_the_command_completes(command, shared, tmp_path):
+@pytest.mark.parametrize("command", [("pull", "download"), ("repro", "-f", "download")],
+                         ids=" ".join)
+def test_a_full_disk_leaves_nothing_half_written_then_the_command_completes(command, shared,
+                                                                            tmp_path):
     """On a 30 MB tmpfs (data/raw is 53 MB), grown after the fault."""
     _, project, origin = shared
     disk = tmp_path / "disk"
@@ -177,7 +185,7 @@ def test_a_full_disk_leaves_nothing_half_written_then_the_command_completes(comm
         result = dvc(b, *command, check=False)
         assert result.returncode != 0 and "No space left on device" in result.stderr, result.stderr
         assert "Traceback" not in result.stdout + result.stderr
-        assert git(b, "status", "--porcelain") == ""  # dvc.lock untouched: nothing half-written recorded
+        assert git(b, "status", "--porcelain") == ""  # dvc.lock untouched: nothing half-written
         assert digests(b, ("data",)) == {}  # nor half-written in data/
         subprocess.run(["mount", "-o", "remount,size=400m", str(disk)], check=True)
         dvc(b, *command)
