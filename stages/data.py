@@ -1,16 +1,17 @@
-"""The data: what Fashion-MNIST is, where every stage's outputs live, and how they are written and read."""
+"""The data: what Fashion-MNIST is, where each stage's outputs live, how they are written, read."""
 
 import contextlib
 import csv
 import json
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from stages.cli import UserError, put_in_place, remove
+from stages.exits import UserError
 
 # The sha256 of each file's decompressed IDX bytes: mirrors recompress, so the .gz bytes differ.
 FILES = {
@@ -50,41 +51,50 @@ OUTPUTS: dict[str, tuple[Path, ...]] = {
 
 
 def isolate() -> None:
-    """Keras's and Matplotlib's homes in the workspace: Keras reads and, on first import, writes ~/.keras
-    (keras.json can change the backend or float type); Matplotlib reads ~/.config/matplotlib and caches
-    fonts in ~/.cache. Experiments run in parallel by `dvc queue start -j N` would share those files."""
+    """Keras's and Matplotlib's homes in the workspace, not the user's.
+
+    Runs in parallel (`dvc queue start -j N`) would share them; ~/.keras/keras.json can change the
+    backend or the float type."""
     home = Path(".dvc/tmp/stage-home").resolve()
     os.environ.update(KERAS_HOME=str(home / "keras"), MPLCONFIGDIR=str(home / "matplotlib"),
                       KERAS_BACKEND="tensorflow")  # the stages use TensorFlow directly
     for name in ("KERAS_MAX_EPOCHS", "KERAS_MAX_STEPS_PER_EPOCH", "MATPLOTLIBRC"):
-        os.environ.pop(name, None)  # each would make a result depend on something outside params.yaml
+        os.environ.pop(name, None)  # each would make a result depend on more than params.yaml
 
 
 # metrics/*.json at the precision that means something: far above float noise (the last bits differ
 # between CPUs' kernels), below any real change. An accuracy k/n moves by 1/n per sample: 6 decimals
 # show that for every n up to 10^6. A loss, a mean of float32 terms, agrees between kernels to about
-# 2e-7 relative: 5 significant digits sit 50 times above that and still show one changed sample of 10^4.
+# 2e-7 relative: 5 significant digits sit 50 times above that and still show one changed sample in
+# 10^4.
 ACCURACY_DECIMALS = 6
 LOSS_DIGITS = 5
 
 
 def rounded(report: Any, key: str = "") -> Any:
-    """`report`, each float rounded: LOSS_DIGITS for a loss (its key names `loss`), else ACCURACY_DECIMALS."""
+    """`report`, each float rounded: LOSS_DIGITS for a loss (a key naming `loss`), else decimals."""
     if isinstance(report, dict):
         return {name: rounded(value, name) for name, value in report.items()}
     if isinstance(report, list):
         return [rounded(value, key) for value in report]
     if isinstance(report, float):
-        return float(f"{report:.{LOSS_DIGITS}g}") if "loss" in key else round(report, ACCURACY_DECIMALS)
+        if "loss" in key:
+            return float(f"{report:.{LOSS_DIGITS}g}")
+        return round(report, ACCURACY_DECIMALS)
     return report
+
+
+def made_by(path: str | os.PathLike) -> str | None:
+    """The stage whose output `path` is or lies in, if any."""
+    path = Path(path)
+    return next((stage for stage, outs in OUTPUTS.items() for out in outs
+                 if out in (path, *path.parents)), None)
 
 
 @contextlib.contextmanager
 def reading(path: str | os.PathLike, kind: str) -> Iterator[None]:
-    """A failure to read stage input `path` (missing, unreadable, not `kind`) as one line: what makes it."""
-    path = Path(path)
-    maker = next((stage for stage, outs in OUTPUTS.items() for out in outs if out in (path, *path.parents)),
-                 None)
+    """A failure to read input `path` (missing, unreadable, not `kind`) as a UserError."""
+    path, maker = Path(path), made_by(path)
     how = (f"; `dvc repro {maker}` makes it (or `dvc pull` fetches it, if the team store is set up)"
            if maker else "")
     try:
@@ -95,19 +105,28 @@ def reading(path: str | os.PathLike, kind: str) -> Iterator[None]:
         raise UserError(f"cannot read {path}: not {kind} ({error}){how}") from None
 
 
+def remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling of `path` to write (with its suffix: Keras checks for `.keras`), put in its
-    place if the block succeeds (in a stage, with the others at its end: stages.cli.run), removed if not."""
+    """A temporary sibling of `path` to write, renamed onto `path` as the block ends, or removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Named before it exists, so that an interruption at any point removes whatever was created.
+    # Named before it exists, so that a stop at any point removes whatever was created; the suffix
+    # stays, as Keras checks for `.keras`.
     tmp = path.with_name(f".{path.stem}-tmp-{os.urandom(4).hex()}{path.suffix}")
     try:
         tmp.mkdir() if directory else tmp.touch(exist_ok=False)
         tmp.chmod(0o755 if directory else 0o644)  # outputs readable by all, whatever the umask
         yield tmp
-        put_in_place(tmp, path)
+        if directory and path.exists():
+            remove(path)  # os.replace cannot replace a non-empty directory
+        os.replace(tmp, path)
     except BaseException:
         remove(tmp)
         raise
@@ -132,13 +151,18 @@ def write_csv(path: str | os.PathLike, columns: dict[str, Sequence[Any]]) -> Non
 
 
 def load_npy(path: str | os.PathLike) -> np.ndarray:
-    """Memory-map a .npy file: stages read only the rows they need, without a private copy."""
+    """A .npy file, memory-mapped: a stage reads only the rows it needs, without a copy."""
     with reading(path, "a NumPy array file"):
-        return np.load(path, mmap_mode="r")  # allow_pickle=False: no object arrays, no code
+        return np.load(path, mmap_mode="r", allow_pickle=False)  # no object arrays, no code
+
+
+def scale_and_flatten(images: np.ndarray) -> np.ndarray:
+    """uint8 images (n × 28 × 28 or n × 784) → float32 rows of 784 values in [0, 1]."""
+    return np.divide(images.reshape(len(images), -1), 255, dtype=np.float32)
 
 
 def load_prepared(part: str) -> tuple[np.ndarray, np.ndarray]:
-    """Prepared (x, y) of `part` 'train' or 'test', memory-mapped: x is n × 784 float32 in [0, 1]."""
+    """Prepared (x, y) of `part` 'train' or 'test': x is scale_and_flatten's rows."""
     return load_npy(PREPARED_DIR / f"x_{part}.npy"), load_npy(PREPARED_DIR / f"y_{part}.npy")
 
 
@@ -178,7 +202,9 @@ def read_images_and_labels(images_path: Path, labels_path: Path) -> tuple[np.nda
             arrays.append(parse_idx(path.read_bytes(), magic, str(path)))
     images, labels = arrays
     if images.shape[1:] != (28, 28):
-        raise UserError(f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, expected 28x28")
+        height, width = images.shape[1:]
+        raise UserError(f"{images_path}: images are {height}x{width}, expected 28x28")
     if len(images) != len(labels):
-        raise UserError(f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels")
+        raise UserError(f"{images_path} has {len(images)} images but {labels_path} has "
+                        f"{len(labels)} labels")
     return images, labels

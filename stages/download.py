@@ -1,7 +1,4 @@
-"""Stage 1: the four Fashion-MNIST files from the first source where all of them verify. Sources, in
-order, are local directories (Debian's dataset-fashion-mnist first) or http(s) mirrors, fetched by pooch
-(retries; requests' timeout, in seconds without data, and its HTTPS checks: behind a proxy that re-signs
-TLS, point REQUESTS_CA_BUNDLE at its certificate). data/raw/ holds the payloads (stages.data.FILES)."""
+"""Stage 1: the four Fashion-MNIST files, from the first source whose files all verify by sha256."""
 
 import functools
 import gzip
@@ -15,8 +12,8 @@ import pooch
 import requests
 
 from stages import params
-from stages.cli import UserError, run
 from stages.data import FILES, RAW_DIR, atomic_path
+from stages.exits import UserError, run
 
 PARAMS = ("download",)
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")  # where dataset-fashion-mnist puts the files
@@ -26,9 +23,11 @@ class SourceFailed(Exception):
     """This source cannot serve a verified file, and another attempt would fail the same way."""
 
 
-def gunzip(url: str, output_file: str, pup: pooch.Pooch, http: pooch.HTTPDownloader | None = None) -> None:
-    """A pooch downloader storing the payload of a .gz (a URL fetched by `http`, or a local file), so
-    that pooch checks the payload's sha256, not the .gz's, and retries what requests raises."""
+def gunzip(url: str, output_file: str, pup: pooch.Pooch,
+           http: pooch.HTTPDownloader | None = None) -> None:
+    """A pooch downloader storing the payload of a .gz, a URL fetched by `http` or a local file.
+
+    pooch then checks the payload's sha256 (mirrors recompress) and retries what requests raises."""
     gz = Path(f"{output_file}.gz") if http else Path(url)
     try:
         if http:
@@ -48,15 +47,14 @@ def gunzip(url: str, output_file: str, pup: pooch.Pooch, http: pooch.HTTPDownloa
 
 
 def download(sources: list[str], out_dir: Path, retries: int = 3, timeout: float = 30) -> str:
-    """Fill `out_dir` (whole, or left as it was) from the first source whose four files verify; return
-    that source. If none does, the UserError names each source and its fault."""
+    """Fill `out_dir` from the first source whose four files verify; return it, else a UserError."""
     failures = []
     for number, source in enumerate(sources, 1):
         try:
             with atomic_path(out_dir, directory=True) as tmp:
                 fetch(source, tmp, retries, timeout)
             return source
-        except (SourceFailed, ValueError, requests.RequestException) as error:  # ValueError: a sha256
+        except (SourceFailed, ValueError, requests.RequestException) as error:  # ValueError: sha256
             failures.append(f"{source}: {one_line(error)}")
             if number < len(sources):  # the last one's fault is told once, in the error below
                 print(f"source {failures[-1]}; trying the next one", file=sys.stderr)
@@ -66,7 +64,8 @@ def download(sources: list[str], out_dir: Path, retries: int = 3, timeout: float
     else:
         fix = (f"`apt-get install dataset-fashion-mnist` (puts the files in {DEBIAN}), "
                "or list a reachable mirror under download.sources in params.yaml")
-    raise UserError(f"no source could provide Fashion-MNIST. Tried: {'; '.join(failures)}. Fix: {fix}")
+    tried = "; ".join(failures)
+    raise UserError(f"no source could provide Fashion-MNIST. Tried: {tried}. Fix: {fix}")
 
 
 def fetch(source: str, out_dir: Path, retries: int, timeout: float) -> None:
@@ -80,18 +79,22 @@ def fetch(source: str, out_dir: Path, retries: int, timeout: float) -> None:
     )
     terminal = sys.stderr.isatty()  # progress, pooch's bar and its lines, is for a terminal only
     pooch.get_logger().setLevel("INFO" if terminal else "WARNING")
-    http = pooch.HTTPDownloader(progressbar=terminal, timeout=timeout, chunk_size=1 << 16) if remote else None
+    http = (pooch.HTTPDownloader(progressbar=terminal, timeout=timeout, chunk_size=1 << 16)
+            if remote else None)
     for name in FILES:
         files.fetch(name, downloader=functools.partial(gunzip, http=http))
 
 
 def one_line(error: Exception) -> str:
-    """The reason requests, pooch or gzip gave, without urllib3's wrapping: the why of
-    "('Connection broken: why', ...)" or "...(Caused by SSLError(...'[SSL: X] why (_ssl.c:1)')))"."""
+    """The reason requests, pooch or gzip gave, without urllib3's wrapping.
+
+    It is the why of "('Connection broken: why', ...)" or "(Caused by SSLError('[SSL: X] why'))"."""
     text = str(error)
-    if why := re.search(r"^\('(.*?)', .*\)$|\(Caused by .*?\w+\((?:[^'\"(]*, )?(['\"])(.*)\2\)+$", text):
+    wrapped = r"^\('(.*?)', .*\)$|\(Caused by .*?\w+\((?:[^'\"(]*, )?(['\"])(.*)\2\)+$"
+    if why := re.search(wrapped, text):
         text = why[1] or why[3]
-    return re.sub(r"^<[^>]*>: |^\w+\(host=.*?\): |\[SSL: \w+\] | \(_ssl\.c:\d+\)", "", text).rstrip(".")
+    prefixes = r"^<[^>]*>: |^\w+\(host=.*?\): |\[SSL: \w+\] | \(_ssl\.c:\d+\)"
+    return re.sub(prefixes, "", text).rstrip(".")
 
 
 def main() -> None:

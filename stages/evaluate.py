@@ -3,9 +3,9 @@
 import numpy as np
 
 from stages import data
-from stages.cli import run
+from stages.exits import run
 from stages.images import save_image_grid
-from stages.keras_model import INFERENCE_BATCH, import_keras, load_model
+from stages.keras_model import INFERENCE_BATCH, load_model
 
 N_MISCLASSIFIED = 20
 
@@ -18,8 +18,7 @@ def per_class_accuracy(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, f
 
 
 def main() -> None:
-    keras = import_keras()
-    net = load_model(keras)
+    net = load_model()
     report = {}
     for name, (x, y) in (("val", data.load_split("val")), ("test", data.load_prepared("test"))):
         x, y = np.asarray(x), np.asarray(y)
@@ -31,12 +30,13 @@ def main() -> None:
         print(f"{name}: loss {report[name]['loss']:.4f}, accuracy {report[name]['accuracy']:.4f} "
               f"on {len(y)} samples")
 
-    # `x`, `y` and `predicted` are now the test set's; the per-class plot shows the report's figures.
+    # `x`, `y` and `predicted` are now the test set's; the per-class plot shows the report's.
     report = data.rounded(report)
     names = np.array(data.CLASS_NAMES)  # names[labels]: each label's class name
     per_class = report["test"]["per_class_accuracy"]  # in CLASS_NAMES's order
     data.write_csv(data.CONFUSION_PLOT, {"actual": names[y], "predicted": names[predicted]})
-    data.write_csv(data.PER_CLASS_PLOT, {"class": list(per_class), "accuracy": list(per_class.values())})
+    data.write_csv(data.PER_CLASS_PLOT,
+                   {"class": list(per_class), "accuracy": list(per_class.values())})
     wrong = np.flatnonzero(predicted != y)[:N_MISCLASSIFIED]
     titles = [f"{names[y[i]]}\n→ {names[predicted[i]]}" for i in wrong]
     save_image_grid(data.MISCLASSIFIED_PLOT, x[wrong], titles)

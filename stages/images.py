@@ -8,9 +8,10 @@ import numpy as np
 from stages.data import atomic_path, isolate
 
 
-def save_image_grid(path: str | os.PathLike, images: np.ndarray, titles: list[str], columns: int = 5) -> None:
-    """Save `images` (n × 28 × 28 or n × 784) as a grid, each titled, in the study's gray_r colormap."""
-    if "matplotlib" not in sys.modules:  # noqa: TID251 (read only: Matplotlib reads its home at import)
+def save_image_grid(path: str | os.PathLike, images: np.ndarray, titles: list[str],
+                    columns: int = 5) -> None:
+    """Save `images` (n × 28 × 28 or n × 784) as a titled grid, in the study's gray_r colormap."""
+    if "matplotlib" not in sys.modules:  # noqa: TID251 (read only: Matplotlib reads its home once)
         isolate()
     import matplotlib
 
@@ -19,10 +20,11 @@ def save_image_grid(path: str | os.PathLike, images: np.ndarray, titles: list[st
 
     with plt.style.context("default"):  # the built-in style, whatever a matplotlibrc says
         rows = max(1, -(-len(images) // columns))
-        fig, axes = plt.subplots(rows, columns, figsize=(1.8 * columns, 2.0 * rows), squeeze=False)
+        fig, axes = plt.subplots(rows, columns, figsize=(1.8 * columns, 2.0 * rows),
+                                 squeeze=False)
         for ax in axes.flat:
             ax.axis("off")
-        for ax, image, title in zip(axes.flat, images, titles, strict=False):  # spare axes stay blank
+        for ax, image, title in zip(axes.flat, images, titles, strict=False):  # spares stay blank
             ax.imshow(np.asarray(image).reshape(28, 28), cmap="gray_r", vmin=0, vmax=np.max(image))
             ax.set_title(title, fontsize=8)
         fig.tight_layout()

@@ -1,5 +1,6 @@
-"""params.yaml, read safely and validated before any stage does work. Each stage asks only for the keys
-it declares in dvc.yaml: a bad value of one stage's param never stops another stage."""
+"""params.yaml, read safely and validated before a stage does work, for the keys it declares.
+
+Only those: a bad value of one stage's param never stops another stage."""
 
 import os
 import re
@@ -9,10 +10,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
-from stages.cli import UserError
+from stages.exits import UserError
 
 PARAMS_FILE = "params.yaml"
-LOSSES = ("log_loss", "hinge", "modified_huber", "squared_hinge", "perceptron")  # sgd.loss's choices
+LOSSES = ("log_loss", "hinge", "modified_huber", "squared_hinge", "perceptron")  # for sgd.loss
 
 
 class Section(BaseModel):
@@ -29,7 +30,8 @@ def _check_source(value: Any) -> Any:
 
 class Download(Section):
     sources: list[Annotated[str, Field(min_length=1), BeforeValidator(_check_source)]] = Field(
-        min_length=1, description="a list of at least 1 item, each an http(s) URL or a local directory")
+        min_length=1,
+        description="a list of at least 1 item, each an http(s) URL or a local directory")
     retries: int = Field(ge=1, le=10, description="an integer from 1 to 10")
     timeout: float = Field(gt=0, le=600, description="a number in (0, 600]")
 
@@ -39,8 +41,9 @@ class Split(Section):
 
 
 class SGD(Section):
-    loss: Annotated[Literal[LOSSES], BeforeValidator(lambda v: "log_loss" if v == "log" else v)] = Field(
-        description="one of " + ", ".join(map(repr, LOSSES)))  # 'log': scikit-learn < 1.1's spelling
+    # 'log': scikit-learn < 1.1's spelling of log_loss
+    loss: Annotated[Literal[LOSSES], BeforeValidator(lambda v: "log_loss" if v == "log" else v)] = (
+        Field(description="one of " + ", ".join(map(repr, LOSSES))))
     max_iter: int = Field(ge=1, le=10_000, description="an integer from 1 to 10000")
     folds: int = Field(ge=2, le=20, description="an integer from 2 to 20")
 
@@ -50,7 +53,8 @@ class Model(Section):
         max_length=8, description="a list of up to 8 items, each an integer from 1 to 4096")
     activation: Literal["relu", "tanh", "sigmoid", "elu", "gelu"] = Field(
         description="one of 'relu', 'tanh', 'sigmoid', 'elu', 'gelu'")
-    optimizer: Literal["rmsprop", "adam", "sgd"] = Field(description="one of 'rmsprop', 'adam', 'sgd'")
+    optimizer: Literal["rmsprop", "adam", "sgd"] = Field(
+        description="one of 'rmsprop', 'adam', 'sgd'")
     learning_rate: float = Field(gt=0, le=10, description="a number in (0, 10]")
     dropout: float = Field(ge=0, lt=1, description="a number in [0, 1)")
 
@@ -70,16 +74,18 @@ SCHEMA = Params.model_fields
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses a key given twice, as DVC does (SafeLoader keeps the last without a
-    word: `epochs: 5` then `epochs: 50` would train 50 epochs while the eye reads 5)."""
+    """A SafeLoader that refuses a key given twice, as DVC does.
+
+    SafeLoader keeps the last: `epochs: 5` then `epochs: 50` trains 50 while the eye reads 5."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         first_line: dict[Any, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
-            if isinstance(key, Hashable) and key in first_line:  # unhashable: SafeLoader's own message
+            if isinstance(key, Hashable) and key in first_line:  # unhashable: SafeLoader's message
+                first = first_line[key]
                 raise yaml.constructor.ConstructorError(
-                    problem=f"key {key!r} is given twice (first at line {first_line[key]}); keep one",
+                    problem=f"key {key!r} is given twice (first at line {first}); keep one",
                     problem_mark=key_node.start_mark)
             if isinstance(key, Hashable):
                 first_line[key] = key_node.start_mark.line + 1
@@ -87,7 +93,7 @@ class UniqueKeyLoader(yaml.SafeLoader):
 
 
 def load(*keys: str, path: str | os.PathLike = PARAMS_FILE) -> Any:
-    """Read `path` and return the validated values of `keys` as attributes (`p.epochs`, `p.sgd.loss`)."""
+    """The validated values of `keys` in `path`, as attributes (`p.epochs`, `p.sgd.loss`)."""
     try:
         with open(path) as file:
             raw = yaml.load(file, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
@@ -112,9 +118,9 @@ def describe(problem: dict, path: str | os.PathLike) -> str:
     """One line for pydantic's `problem`: the key, the value, and what is allowed."""
     key = ".".join(map(str, problem["loc"]))
     fields, allowed = Params.model_fields, ""
-    for part in problem["loc"]:  # down to the field that says what it allows (a list index does not)
+    for part in problem["loc"]:  # down to the field that says what it allows (not a list index)
         if (field := fields.get(part)) is not None:
-            fields = getattr(field.annotation, "model_fields", {})  # a section's keys; none below a value
+            fields = getattr(field.annotation, "model_fields", {})  # a section's keys, or none
             allowed = field.description or "a mapping of " + ", ".join(fields)
     allowed = f" (allowed: {allowed})" if allowed else ""
     if problem["type"] == "missing":

@@ -1,4 +1,4 @@
-"""Stage 4: logistic regression by stochastic gradient descent, scored by k-fold cross-validation."""
+"""Stage 4: logistic regression by stochastic gradient descent, scored by cross-validation."""
 
 import warnings
 
@@ -9,16 +9,18 @@ from sklearn.linear_model import SGDClassifier
 from sklearn.model_selection import cross_validate
 
 from stages import params
-from stages.cli import run
 from stages.data import SGD_CV_REPORT, load_prepared, write_json
+from stages.exits import run
 
 PARAMS = ("seed", "sgd")
 
 
-def cross_validate_sgd(x: np.ndarray, y: np.ndarray, loss: str, max_iter: int, folds: int, seed: int) -> dict:
-    """Fold accuracies of `SGDClassifier(loss, max_iter, random_state=seed)`, as the study computes them.
-    Folds and their ten one-vs-rest fits run in threads on all cores (SGD releases the GIL): they share the
-    memory-mapped `x`, a last fold alone uses every core; each fit's seed is drawn first: same results."""
+def cross_validate_sgd(x: np.ndarray, y: np.ndarray, loss: str, max_iter: int, folds: int,
+                       seed: int) -> dict:
+    """Fold accuracies of `SGDClassifier(loss, max_iter, random_state=seed)`, as the study's.
+
+    Folds and their one-vs-rest fits run in threads (SGD releases the GIL), sharing the
+    memory-mapped `x`; each fit's seed is drawn first, so the threads change no result."""
     model = SGDClassifier(loss=loss, max_iter=max_iter, random_state=seed, n_jobs=-1)
     with warnings.catch_warnings(record=True) as caught, parallel_config(backend="threading"):
         warnings.simplefilter("always", ConvergenceWarning)

@@ -1,13 +1,21 @@
-"""Stage 7: the study's figures in one metrics file, the three accuracies it compares first (as `dvc exp show`
-orders its columns): SGD logistic regression beside the Keras network."""
+"""Stage 7: the study's figures in one metrics file, the three accuracies it compares first.
+
+`dvc exp show` orders its columns as the file does: SGD's accuracy beside the Keras network's."""
 
 from typing import Any
 
-from stages.cli import run
-from stages.data import EVALUATE_REPORT, SGD_CV_REPORT, SUMMARY_METRICS, TRAIN_REPORT, read_json, write_json
+from stages.data import (
+    EVALUATE_REPORT,
+    SGD_CV_REPORT,
+    SUMMARY_METRICS,
+    TRAIN_REPORT,
+    read_json,
+    write_json,
+)
+from stages.exits import run
 
 # metrics/summary.json's keys, in order; every other module imports them from here.
-HEADLINE = ("sgd_cv_accuracy", "keras_val_accuracy", "keras_test_accuracy")  # what the study compares
+HEADLINE = ("sgd_cv_accuracy", "keras_val_accuracy", "keras_test_accuracy")  # the study compares
 SUMMARY_KEYS = (*HEADLINE, "sgd_cv_accuracy_std", "keras_train_accuracy", "keras_train_loss",
                 "keras_val_loss", "keras_test_loss")
 

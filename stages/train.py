@@ -6,8 +6,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from stages import params
-from stages.cli import run
 from stages.data import MODEL, TRAIN_HISTORY_PLOT, TRAIN_REPORT, atomic_path, load_split, write_json
+from stages.exits import run
 from stages.keras_model import INFERENCE_BATCH, import_keras, save_model
 
 PARAMS = ("seed", "epochs", "batch_size", "model")
@@ -17,7 +17,7 @@ OPTIMIZERS = {"rmsprop": "RMSprop", "adam": "Adam", "sgd": "SGD"}  # params name
 
 
 def build_model(keras, model: params.Model):
-    """`Sequential([Input((784,)), *hidden, Dense(10, softmax)])`, compiled as the study compiles it."""
+    """`Sequential([Input((784,)), *hidden, Dense(10, softmax)])`, compiled as the study's."""
     layers = [keras.Input((784,))]
     for units in model.hidden:
         layers.append(keras.layers.Dense(units, activation=model.activation))
@@ -35,10 +35,10 @@ def build_model(keras, model: params.Model):
     return net
 
 
-def train(keras, model: params.Model, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
-          y_val: np.ndarray, epochs: int, batch_size: int,
+def train(keras, model: params.Model, x_train: np.ndarray, y_train: np.ndarray,
+          x_val: np.ndarray, y_val: np.ndarray, epochs: int, batch_size: int,
           callbacks: Sequence = ()) -> tuple[object, dict[str, list[float]]]:
-    """Fit a new network; return it and its per-epoch history (loss, accuracy, val_loss, val_accuracy)."""
+    """A new network, fitted, and its history: loss, accuracy, val_loss, val_accuracy by epoch."""
     net = build_model(keras, model)
     history = net.fit(
         x_train, y_train,
@@ -47,7 +47,7 @@ def train(keras, model: params.Model, x_train: np.ndarray, y_train: np.ndarray, 
         epochs=epochs,
         batch_size=batch_size,
         callbacks=list(callbacks),
-        verbose=1 if sys.stdout.isatty() else 2,  # a progress bar on a terminal, a line per epoch in logs
+        verbose=1 if sys.stdout.isatty() else 2,  # a bar on a terminal, a line per epoch in a log
     )
     return net, history.history
 

@@ -86,8 +86,7 @@ def small(dataset: Path):
     """(x, y): the first SMALL training images, prepared as the prepare stage does."""
     import gzip
 
-    from stages.data import IMAGES_MAGIC, LABELS_MAGIC, parse_idx
-    from stages.prepare import scale_and_flatten
+    from stages.data import IMAGES_MAGIC, LABELS_MAGIC, parse_idx, scale_and_flatten
 
     images = parse_idx(gzip.decompress((dataset / "train-images-idx3-ubyte.gz").read_bytes()), IMAGES_MAGIC)
     labels = parse_idx(gzip.decompress((dataset / "train-labels-idx1-ubyte.gz").read_bytes()), LABELS_MAGIC)
@@ -97,9 +96,10 @@ def small(dataset: Path):
 @pytest.fixture
 def entry_point(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
                 ) -> Callable[..., tuple[int, list[str]]]:
-    """entry_point(main, cwd) → (exit code, stderr lines): a stage's `main` run in this process by
-    stages.cli.run in the directory `cwd`, as `python -m stages.<name>` runs it there."""
-    from stages.cli import run as run_stage
+    """entry_point(main, cwd) → (exit code, stderr lines) of `main` run by stages.exits.run in `cwd`.
+
+    In this process, as `python -m stages.<name>` runs a stage there."""
+    from stages.exits import run as run_stage
 
     def call(main: Callable[[], None], cwd: Path) -> tuple[int, list[str]]:
         monkeypatch.chdir(cwd)

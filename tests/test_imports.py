@@ -1,5 +1,4 @@
-"""Importing the stages changes nothing global (hooks, signal handlers, environment, streams, working
-directory) and writes nothing: a stage sets up in its entry point (stages.cli.run), not at import."""
+"""Importing the stages changes nothing global and writes nothing: a stage sets up when it runs."""
 
 import json
 import subprocess
@@ -13,7 +12,8 @@ import sklearn  # sets KMP_* variables on import: scikit-learn's doing, not the 
 
 def state():
     return {
-        "hooks": list(map(repr, (sys.excepthook, threading.excepthook, sys.unraisablehook, sys.displayhook))),
+        "hooks": list(map(repr, (sys.excepthook, threading.excepthook, sys.unraisablehook,
+                                 sys.displayhook))),
         "signals": {s.name: repr(signal.getsignal(s)) for s in signal.valid_signals()
                     if isinstance(s, signal.Signals) and s not in (signal.SIGKILL, signal.SIGSTOP)},
         "os.environ": dict(os.environ),
@@ -32,10 +32,12 @@ print(json.dumps({key: [before[key], after[key]] for key in before if before[key
 
 def test_importing_the_stages_changes_nothing_global(tmp_path):
     """A fresh interpreter (only there is an import the first), in an empty directory."""
-    stages = sorted(f"stages.{p.stem}".removesuffix(".__init__") for p in (REPO / "stages").glob("*.py"))
+    stages = sorted(f"stages.{p.stem}".removesuffix(".__init__")
+                    for p in (REPO / "stages").glob("*.py"))
     result = subprocess.run([sys.executable, "-c", IMPORT_ALL, json.dumps(stages)], cwd=tmp_path,
                             capture_output=True, text=True, timeout=120,
-                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin",
+                                 "HOME": str(tmp_path)})
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout) == {}
     assert list(tmp_path.iterdir()) == []  # and nothing written

@@ -1,12 +1,13 @@
-"""The two models of the study on a small slice of the real data, and the .keras file training writes."""
+"""The study's two models on a small slice of the real data; the .keras file train writes."""
 
+import io
 import zipfile
 
 import numpy as np
 import pytest
 import yaml
 
-from scripts.toolkit import REPO
+from scripts.toolkit import REPO, error_line, run
 from stages import params
 from stages.keras_model import import_keras, save_model
 from stages.train import build_model, train
@@ -14,7 +15,8 @@ from stages.train import build_model, train
 
 def model_params(**changes) -> params.Model:
     """The study's network (params.yaml's `model`), `changes` applied."""
-    return params.Model(**{**yaml.safe_load((REPO / "params.yaml").read_text())["model"], **changes})
+    study = yaml.safe_load((REPO / "params.yaml").read_text())["model"]
+    return params.Model(**{**study, **changes})
 
 
 def test_sgd_cross_validation_reports_each_fold(small, capsys):
@@ -44,7 +46,8 @@ def test_the_network_params_build(changes, layers, units, optimizer, parameters)
     net = build_model(keras, model_params(**changes))
     assert [type(layer).__name__ for layer in net.layers] == layers
     assert [layer.units for layer in net.layers if hasattr(layer, "units")] == units
-    assert net.layers[-1].activation.__name__ == "softmax" and net.loss == "sparse_categorical_crossentropy"
+    assert net.layers[-1].activation.__name__ == "softmax"
+    assert net.loss == "sparse_categorical_crossentropy"
     assert isinstance(net.optimizer, getattr(keras.optimizers, optimizer))
     assert float(net.optimizer.learning_rate) == pytest.approx(changes.get("learning_rate", 0.001))
     assert net.count_params() == parameters
@@ -71,6 +74,67 @@ def test_two_models_trained_alike_save_to_identical_bytes_that_load_safely(small
         assert "date_saved" not in archive.read("metadata.json").decode()
     # Loads, in safe mode, to the model Keras's own save gives: same config, same predictions.
     net.save(tmp_path / "plain.keras")
-    loaded, plain = (keras.saving.load_model(tmp_path / f"{n}.keras", safe_mode=True) for n in ("0", "plain"))
+    loaded, plain = (keras.saving.load_model(tmp_path / f"{name}.keras", safe_mode=True)
+                     for name in ("0", "plain"))
     assert loaded.get_config() == plain.get_config()
-    np.testing.assert_array_equal(loaded.predict(x[:100], verbose=0), net.predict(x[:100], verbose=0))
+    np.testing.assert_array_equal(loaded.predict(x[:100], verbose=0),
+                                  net.predict(x[:100], verbose=0))
+
+
+@pytest.fixture(scope="module")
+def model_bytes(tmp_path_factory) -> bytes:
+    """A .keras file as train writes it: the study's network, untrained."""
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    save_model(build_model(import_keras(42), model_params()), path)
+    return path.read_bytes()
+
+
+def flip_a_weight_byte(model: bytes) -> bytes:
+    """`model` with one byte inverted inside model.weights.h5 (stored, not compressed)."""
+    with zipfile.ZipFile(io.BytesIO(model)) as archive:
+        weights = archive.getinfo("model.weights.h5")
+    # A local entry: a 30-byte header, the name, an extra field (none here), then the data.
+    at = weights.header_offset + 30 + len(weights.filename) + weights.file_size // 2
+    return model[:at] + bytes([model[at] ^ 0xFF]) + model[at + 1:]
+
+
+def without_config(model: bytes) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(model)) as archive, zipfile.ZipFile(out, "w") as copy:
+        for info in archive.infolist():
+            if info.filename != "config.json":
+                copy.writestr(info, archive.read(info))
+    return out.getvalue()
+
+
+# A model file's fault: how it is made from a good one, and the cause the error line gives.
+# The fifth, a model carrying code: tests/reliability/test_safety.py.
+FAULTS = {
+    "truncated": (lambda model: model[: len(model) // 2], "truncated (its zip archive has no end)"),
+    "bad-crc": (flip_a_weight_byte,
+                "model.weights.h5 in it fails its CRC-32 check: the file is corrupt"),
+    "not-a-zip": (lambda model: b"<html>Not Found</html>\n", "not a zip archive"),
+    "no-config": (without_config, "no config.json in its zip archive: not a Keras model"),
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_broken_model_file_is_one_line_naming_its_fault(fault, model_bytes, tmp_path,
+                                                          entry_point):
+    from stages.evaluate import main as evaluate
+
+    break_it, cause = FAULTS[fault]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/model.keras").write_bytes(break_it(model_bytes))
+    line = error_line(*entry_point(evaluate, tmp_path))
+    assert line == f"error: cannot load data/model.keras: {cause}; `dvc repro train` makes it again"
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["model.keras"]
+
+
+def test_evaluate_run_on_a_corrupted_model_prints_one_line(model_bytes, tmp_path):
+    """`python -m stages.evaluate` as a user runs it: no traceback."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/model.keras").write_bytes(flip_a_weight_byte(model_bytes))
+    result = run(tmp_path, "python", "-m", "stages.evaluate", env={"PYTHONPATH": str(REPO)})
+    line = error_line(result.returncode, result.stderr.splitlines())
+    assert "model.weights.h5 in it fails its CRC-32 check" in line, line

@@ -1,5 +1,6 @@
-"""Data faults: one of the four IDX files of a small valid set in data/raw broken, read by the prepare
-stage's entry point in this process (stages.cli.run around its main): nothing written, no temporary."""
+"""Data faults: one of the four IDX files of a small valid set in data/raw broken.
+
+Read by the prepare stage's entry point in this process: nothing written, no temporary."""
 
 import math
 
@@ -17,7 +18,7 @@ TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
 
 
 def idx(magic: int, *shape: int) -> bytes:
-    """An IDX file: its magic number, its shape, then the bytes 0, 1, ..., 9, 0, 1, ... (labels too)."""
+    """An IDX file: its magic number, its shape, then the bytes 0, 1, ..., 9, 0, 1, ..."""
     header = b"".join(n.to_bytes(4, "big") for n in (magic, *shape))
     return header + (np.arange(math.prod(shape)) % 10).astype(np.uint8).tobytes()
 
@@ -26,10 +27,11 @@ VALID_IMAGES, VALID_LABELS = idx(2051, N, 28, 28), idx(2049, N)
 
 
 def project_with(root, **broken: bytes | None):
-    """A project with max_samples null and data/raw holding the valid set, `broken` (None: removed) in it."""
+    """A project with max_samples null, data/raw the valid set with `broken` (None: removed)."""
     project = copy_project(root, {"max_samples": None})
     (project / "data/raw").mkdir(parents=True)
-    files = {IMAGES: VALID_IMAGES, LABELS: VALID_LABELS, TEST_IMAGES: VALID_IMAGES, TEST_LABELS: VALID_LABELS}
+    files = {IMAGES: VALID_IMAGES, LABELS: VALID_LABELS,
+             TEST_IMAGES: VALID_IMAGES, TEST_LABELS: VALID_LABELS}
     for name, data in (files | broken).items():
         if data is not None:
             (project / "data/raw" / name).write_bytes(data)

@@ -24,8 +24,9 @@ from tqdm import tqdm
 
 from scripts.toolkit import REPO, closed_port_url, snapshot, wait_for
 from stages import download as stage
-from stages.cli import run as run_stage
 from stages.data import FILES
+from stages.exits import INTERRUPTED
+from stages.exits import run as run_stage
 from tests.mirrors import serving
 
 FAULT_CLASS = "download: a faulty source"
@@ -194,7 +195,7 @@ def test_a_download_stopped_midway_leaves_the_previous_data_as_it_was(sent, code
     assert child.exitcode == code and sorted(p.name[:9] for p in (tmp_path / "data").iterdir()) == left
     assert snapshot(out) == before
     if code == 130:
-        assert capfd.readouterr().err.splitlines()[-1] == "interrupted: nothing was written"
+        assert capfd.readouterr().err.splitlines()[-1] == INTERRUPTED
     assert stage.download([str(dataset)], out) == str(dataset) and verified(out)
 
 

@@ -1,5 +1,6 @@
-"""Missing inputs: a stage run by hand, in a fresh copy of the project, before its input exists or with it
-unreadable; in this process through stages.cli.run, train as a process (no traceback reaches the user)."""
+"""Missing inputs: a stage run by hand in a fresh copy of the project, its input absent or bad.
+
+In this process through stages.exits.run; train as a process too (no traceback reaches the user)."""
 
 import importlib
 import re
@@ -9,11 +10,12 @@ import pytest
 from scripts.toolkit import copy_project, error_line, run, snapshot
 
 FAULT_CLASS = "missing input: a stage run by hand before the stage that makes its input"
-USER_SEES = ("`error: cannot read <path>: <No such file or directory, Is a directory, not a NumPy array "
-             "file, not JSON>; `dvc repro <stage>` makes it (or `dvc pull` fetches it, if the team store is "
-             "set up)`, exit 1, nothing written")
+USER_SEES = ("`error: cannot read <path>: <No such file or directory, Is a directory, not a NumPy "
+             "array file, not JSON>; `dvc repro <stage>` makes it (or `dvc pull` fetches it, if "
+             "the team store is set up)`, exit 1, nothing written")
 MISSING = "No such file or directory"
-# name: (stage, the input it reads first, the stage making it, what is there (None: nothing), the fault)
+# name: (stage, the input it reads first, the stage making it, what is there (None: nothing),
+# the fault)
 CASES = {
     "prepare": ("prepare", "data/raw/train-images-idx3-ubyte", "download", None, MISSING),
     "split": ("split", "data/prepared/y_train.npy", "prepare", None, MISSING),
@@ -21,7 +23,8 @@ CASES = {
     "train": ("train", "data/prepared/x_train.npy", "prepare", None, MISSING),
     "evaluate": ("evaluate", "data/model.keras", "train", None, MISSING),
     "summary": ("summary", "metrics/sgd_cv.json", "sgd_cv", None, MISSING),
-    "split-a-directory": ("split", "data/prepared/y_train.npy", "prepare", "a directory", "Is a directory"),
+    "split-a-directory": ("split", "data/prepared/y_train.npy", "prepare", "a directory",
+                          "Is a directory"),
     "split-not-npy": ("split", "data/prepared/y_train.npy", "prepare", b"not an array",
                       r"not a NumPy array file \(.+\)"),
     "summary-not-json": ("summary", "metrics/sgd_cv.json", "sgd_cv", b'{"accuracy": ',
@@ -35,7 +38,10 @@ def test_a_missing_or_unreadable_input_names_the_command_that_makes_it(case, tmp
     project = copy_project(tmp_path / "project")
     if content is not None:
         (project / path).parent.mkdir(parents=True, exist_ok=True)
-        (project / path).mkdir() if content == "a directory" else (project / path).write_bytes(content)
+        if content == "a directory":
+            (project / path).mkdir()
+        else:
+            (project / path).write_bytes(content)
     ignored = (".git", "__pycache__", "tmp")  # .dvc/tmp/stage-home: Keras's and Matplotlib's HOME
     before = snapshot(project, ignored)
     if stage == "train":
@@ -44,5 +50,6 @@ def test_a_missing_or_unreadable_input_names_the_command_that_makes_it(case, tmp
     else:
         line = error_line(*entry_point(importlib.import_module(f"stages.{stage}").main, project))
     fix = f"`dvc repro {maker}` makes it (or `dvc pull` fetches it, if the team store is set up)"
-    assert re.fullmatch(f"error: cannot read {re.escape(path)}: {problem}; {re.escape(fix)}", line), line
+    expected = f"error: cannot read {re.escape(path)}: {problem}; {re.escape(fix)}"
+    assert re.fullmatch(expected, line), line
     assert snapshot(project, ignored) == before

@@ -1,5 +1,5 @@
 """Parameter faults: a mistyped params.yaml, read by the entry point of the stage that uses the key (in
-this process, stages.cli.run around its `main` as `python -m` runs it), or by `dvc repro`."""
+this process, stages.exits.run around its `main` as `python -m` runs it), or by `dvc repro`."""
 
 import importlib
 
