@@ -136,6 +136,7 @@ def test_a_corrupted_object_in_the_store_is_refused_and_never_cached(store, refe
         pulled = dvc(b, "pull", env=bad_store.env(), check=False)
     lines = pulled.stderr.splitlines()
     assert pulled.returncode == 1 and REFUSAL in lines and "data/model.keras" in lines, lines
+    assert f"{REFUSAL}\ndata/model.keras\n" in (REPO / "docs/reliability.md").read_text()
     # Neither the workspace nor the cache holds the bad bytes; every other output arrived whole.
     assert not (b / "data/model.keras").exists()
     assert not (b / ".dvc/cache" / object_path(md5)).exists()
