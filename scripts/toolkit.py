@@ -288,7 +288,7 @@ class Store:
     root: Path
     port: int = 0  # 0: a free one
     key: str = field(default_factory=lambda: "dvc" + secrets.token_hex(8))
-    # Hex, not token_urlsafe: a secret starting with '-' would read as an option to `dvc remote modify`.
+    # Hex, not token_urlsafe: a leading "-" would read as an option to `dvc remote modify`.
     secret: str = field(default_factory=lambda: secrets.token_hex(24), repr=False)
     extra_args: tuple[str, ...] = ()  # e.g. ("--bwlimit", "10M")
     process: subprocess.Popen | None = field(default=None, repr=False)

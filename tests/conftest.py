@@ -1,6 +1,4 @@
-"""The suite's fixtures: the real dataset, a stage's entry point run in-process, and the pipeline runs and
-the team's store that several tests only read (session-scoped, each named for what it set up). Helpers
-live in scripts/toolkit.py; the download's loopback mirrors in tests/mirrors.py."""
+"""The suite's fixtures: the dataset, a stage run in-process, shared pipeline runs and the store."""
 
 import json
 import os
@@ -35,31 +33,25 @@ from stages.download import DEBIAN
 
 
 def pytest_configure() -> None:
-    # The tests press Ctrl-C (send SIGINT) on the processes they start, as a terminal does. A shell
-    # that starts the suite in the background (`make test &`) passes SIGINT on ignored, and an
-    # ignored signal stays ignored across exec: give the children the terminal's default back.
+    # Tests send SIGINT to their children; a backgrounded `make test &` inherits it ignored, and an
+    # ignored signal stays ignored across exec: restore the default.
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    # A copy of the project names the default remote s3://fashion-mnist/cache, whose endpoint and
-    # keys come from the environment. A dvc command that reaches for it unasked (say `dvc plots
-    # diff` of a revision whose data is not in the cache) must find nothing but a closed port on
-    # 127.0.0.1, never AWS or its metadata address; the team tests pass their own store's address.
+    # The default remote's endpoint and keys come from the environment: a dvc command that reaches
+    # for it unasked must find a closed port on 127.0.0.1, never AWS or its metadata address.
     os.environ["AWS_ENDPOINT_URL_S3"] = "http://127.0.0.1:9"
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         os.environ.pop(name, None)
-    # Loopback (the test servers, the store) never goes through a proxy the environment names.
+    # Loopback (the test servers, the store) never goes through a proxy.
     for name in ("NO_PROXY", "no_proxy"):
         existing = os.environ.get(name)
         os.environ[name] = "127.0.0.1,localhost" + (f",{existing}" if existing else "")
 
 
-# `make test` runs the suite in parallel (pytest-xdist, `--dist loadgroup`), a group per test file: a
-# module's fixtures are built once (the store, a push of the reference, once per worker that uses it; the
-# reference run once for all). The groups go out in this order (`--no-loadscope-reorder` keeps it): the
-# queued experiments' tests, the longest setup, whose worker builds the reference run on the way; the groups
-# that do not need the reference run, for the other workers meanwhile; those that use the team's store, the
-# longest of the rest; then the rest.
+# An xdist group per test file, sent out in this order (`--no-loadscope-reorder`): the queued
+# experiments (longest; their worker builds the reference run on the way), groups that don't need
+# the reference run (for the other workers meanwhile), the store's (longest of the rest), the rest.
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def group(item: pytest.Item) -> str:
@@ -77,7 +69,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def dataset() -> Path:
     """The four original .gz files, from Debian's dataset-fashion-mnist."""
     if not (DEBIAN / "train-images-idx3-ubyte.gz").is_file():
-        pytest.fail(f"{DEBIAN} is missing: apt-get install dataset-fashion-mnist (or run `make test`)")
+        pytest.fail(f"{DEBIAN} is missing: apt-get install dataset-fashion-mnist "
+                    "(or run `make test`)")
     return DEBIAN
 
 
@@ -88,17 +81,17 @@ def small(dataset: Path):
 
     from stages.data import IMAGES_MAGIC, LABELS_MAGIC, parse_idx, scale_and_flatten
 
-    images = parse_idx(gzip.decompress((dataset / "train-images-idx3-ubyte.gz").read_bytes()), IMAGES_MAGIC)
-    labels = parse_idx(gzip.decompress((dataset / "train-labels-idx1-ubyte.gz").read_bytes()), LABELS_MAGIC)
+    images = parse_idx(gzip.decompress((dataset / "train-images-idx3-ubyte.gz").read_bytes()),
+                       IMAGES_MAGIC)
+    labels = parse_idx(gzip.decompress((dataset / "train-labels-idx1-ubyte.gz").read_bytes()),
+                       LABELS_MAGIC)
     return scale_and_flatten(images[:SMALL]), labels[:SMALL]
 
 
 @pytest.fixture
 def entry_point(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
                 ) -> Callable[..., tuple[int, list[str]]]:
-    """entry_point(main, cwd) → (exit code, stderr lines) of `main` run by stages.exits.run in `cwd`.
-
-    In this process, as `python -m stages.<name>` runs a stage there."""
+    """entry_point(main, cwd) → (exit code, stderr lines) of `main` run as `python -m` runs it."""
     from stages.exits import run as run_stage
 
     def call(main: Callable[[], None], cwd: Path) -> tuple[int, list[str]]:
@@ -116,9 +109,7 @@ def entry_point(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 
 @dataclass
 class ReferenceRun:
-    """A small project (SMALL_RUN_PARAMS) reproduced from scratch by one `dvc repro`, its results committed on
-    main and pushed to the bare repository `origin`. While it ran each stage of CONCURRENT_DURING, `dvc repro`
-    was tried again in the project (tests/reliability/test_concurrency.py)."""
+    """SMALL_RUN_PARAMS reproduced by one `dvc repro`, committed on main, pushed to `origin`."""
 
     project: Path
     origin: Path
@@ -126,15 +117,17 @@ class ReferenceRun:
     tmpdir: Path
     stdout: str  # what `dvc repro` printed
     stderr: str
-    attempts: dict[str, tuple[int, str, float, bool]]  # by stage: the second's exit code, output and seconds,
-    #                                                    whether the first still ran when it ended
+    # By stage of CONCURRENT_DURING, a second `dvc repro` started while it ran (for
+    # tests/reliability/test_concurrency.py): exit code, output, seconds, first still running.
+    attempts: dict[str, tuple[int, str, float, bool]]
 
 
 @pytest.fixture(scope="session")
-def reference_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str, dataset: Path) -> ReferenceRun:
-    """Built once for the whole suite: under xdist the first worker to ask builds it in the session's
-    shared temporary directory while the others wait (pytest-xdist's recipe). Only read, by several
-    workers at once: copy it to change it or to run a dvc command that takes DVC's lock."""
+def reference_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str, dataset: Path
+                  ) -> ReferenceRun:
+    """Built once for all workers and only read: copy it to change it or to take DVC's lock."""
+    # pytest-xdist's recipe: the first worker to ask builds it in the session's shared temporary
+    # directory while the others wait on the lock.
     base = tmp_path_factory.getbasetemp()
     root = (base if worker_id == "master" else base.parent) / "reference"
     home, tmpdir, record = root / "home", root / "tmp", root / "repro.json"
@@ -145,14 +138,16 @@ def reference_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str, data
             tmpdir.mkdir()
             project = copy_project(root / "project", SMALL_RUN_PARAMS, origin=root / "origin.git")
             env = {"HOME": str(home), "TMPDIR": str(tmpdir)}
-            with (root / "stderr").open("w+") as stderr:  # a file: only stdout is read while it runs
+            with (root / "stderr").open("w+") as stderr:  # a file: only stdout is read as it runs
                 first = subprocess.Popen([str(VENV_BIN / "dvc"), "repro"], cwd=project, text=True,
                                          env=venv_env({**env, "PYTHONUNBUFFERED": "1"}),
-                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=stderr)
                 lines, attempts = [], {}
                 for line in first.stdout:
                     lines.append(line)
-                    for during in (name for name in CONCURRENT_DURING if f"Running stage '{name}'" in line):
+                    for during in (name for name in CONCURRENT_DURING
+                                   if f"Running stage '{name}'" in line):
                         start = time.monotonic()
                         second = dvc(project, "repro", env=env, check=False)
                         attempts[during] = (second.returncode, second.stdout + second.stderr,
@@ -165,7 +160,8 @@ def reference_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str, data
             git(project, "commit", "-qm", "results")
             git(project, "push", "-q", "origin", "main")
             record.write_text(json.dumps(result))
-    return ReferenceRun(root / "project", root / "origin.git", home, tmpdir, **json.loads(record.read_text()))
+    return ReferenceRun(root / "project", root / "origin.git", home, tmpdir,
+                        **json.loads(record.read_text()))
 
 
 @pytest.fixture(scope="session")
@@ -175,22 +171,22 @@ def reference(reference_run: ReferenceRun) -> Path:
 
 
 @pytest.fixture(scope="session")
-def store(reference_run: ReferenceRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    """The team's S3 store, one per xdist worker that needs it: the reference run's outputs and run records
-    pushed as store-push.yml pushes them on main (`dvc push --run-cache`); its commit is on
-    reference_run.origin, where every clone pulls from."""
+def store(reference_run: ReferenceRun, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[Store]:
+    """One S3 store per worker, holding the reference run as store-push.yml pushes it on main."""
     root = tmp_path_factory.mktemp("store")
-    project = shutil.copytree(reference_run.project, root / "project", symlinks=True)  # push takes its lock
+    # a copy: push takes DVC's lock
+    project = shutil.copytree(reference_run.project, root / "project", symlinks=True)
     with Store(root / "store") as store:
-        pushed = run(project, str(REPO / "scripts/ci_cache.sh"), "push", env=store.env(), check=True)
+        pushed = run(project, str(REPO / "scripts/ci_cache.sh"), "push", env=store.env(),
+                     check=True)
         assert "pushed" in pushed.stdout + pushed.stderr
         yield store
 
 
 @dataclass
 class QueuedExperiments:
-    """A copy of the reference (its commit also the branch `base`) with an experiment of each QUEUED value
-    queued and run by `dvc exp run --run-all -j 2`; then the one at APPLIED_EPOCHS applied and committed."""
+    """The reference (also branch `base`) after QUEUED ran; the APPLIED_EPOCHS one committed."""
 
     project: Path
     home: Path  # HOME and TMPDIR of the queue: empty directories at its start
@@ -215,22 +211,22 @@ def queued_experiments(reference: Path, tmp_path_factory: pytest.TempPathFactory
     git(project, "branch", "base")
     queued = "".join(dvc(project, "exp", "run", "--queue", "-S", f"{key}={value}", env=env).stdout
                      for key, value in QUEUED.items())
-    # `--run-all` starts the workers and returns when every queued experiment has ended; meanwhile
-    # the workspaces it runs them in are watched for two at once. It may also wait on an idle worker long
+    # `--run-all` returns when every experiment has ended, but may wait on an idle worker long
     # after (treeverse/dvc#10398): once every experiment has its Git ref, it has 30 s to return.
-    run_all = subprocess.Popen([str(VENV_BIN / "dvc"), "exp", "run", "--run-all", "-j", "2"], cwd=project,
-                               env=venv_env(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    run_all = subprocess.Popen([str(VENV_BIN / "dvc"), "exp", "run", "--run-all", "-j", "2"],
+                               cwd=project, env=venv_env(env), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     two_at_once, ended, next_look = False, None, 0.0
+    exps = project / ".dvc/tmp/exps"
     deadline = time.monotonic() + 1800  # ~40 s on an idle 2-core machine
     while run_all.poll() is None:
-        # DVC runs each queued experiment in a temporary copy, .dvc/tmp/exps/tmp*/, that lasts as
-        # long as the experiment (many seconds): two of them at once are two experiments running.
-        two_at_once = two_at_once or len(list((project / ".dvc/tmp/exps").glob("tmp*/dvc.yaml"))) >= 2
-        if ended is None and time.monotonic() > next_look:  # a finished one: refs/exps/<commit>/<name>
+        # Each running experiment has its own copy, .dvc/tmp/exps/tmp*/: two are two at once.
+        two_at_once = two_at_once or len(list(exps.glob("tmp*/dvc.yaml"))) >= 2
+        if ended is None and time.monotonic() > next_look:  # finished: refs/exps/<commit>/<name>
             next_look = time.monotonic() + 1
             refs = git(project, "for-each-ref", "--format=%(refname)", "refs/exps").split()
-            finished = [ref for ref in refs if not ref.startswith(("refs/exps/celery/", "refs/exps/exec/"))]
+            finished = [ref for ref in refs
+                        if not ref.startswith(("refs/exps/celery/", "refs/exps/exec/"))]
             ended = time.monotonic() if len(finished) == len(QUEUED) else None
         try:
             run_all.wait(0.05)
@@ -249,15 +245,16 @@ def queued_experiments(reference: Path, tmp_path_factory: pytest.TempPathFactory
             dvc(project, "exp", "apply", applied, env=env)
             git(project, "add", "-A")
             git(project, "commit", "-qm", f"epochs={APPLIED_EPOCHS}")
-        # The histories are DVC-cached plots, not in Git: `dvc plots diff` reads them at each revision.
+        # The histories are DVC-cached plots, not in Git: `dvc plots diff` reads each revision's.
         revs = {"base": "base", **{key: run["rev"] for key, run in runs.items()}}
         plots = json.loads(dvc(project, "plots", "diff", *revs.values(), "--json",
                                "--out", str(root / "plots"), env=env).stdout)["data"]
         (loss,) = plots["Loss per epoch"]
         rows = loss["content"]["data"]["values"]
         histories = {key: [(row["epoch"], row["loss"], row["val_loss"]) for row in rows
-                           if row["rev"] == rev and row["field"] == "loss"] for key, rev in revs.items()}
+                           if row["rev"] == rev and row["field"] == "loss"]
+                     for key, rev in revs.items()}
         yield QueuedExperiments(project, home, tmpdir, queued, two_at_once, runs, histories)
     finally:
-        dvc(project, "queue", "stop", "--kill", check=False, env=env)  # no worker outlives the tests
-
+        # no worker outlives the tests
+        dvc(project, "queue", "stop", "--kill", check=False, env=env)
