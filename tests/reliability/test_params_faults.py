@@ -108,8 +108,7 @@ def project(tmp_path_factory):
 
 
 def refusal(project, entry_point, stage: str, text: str | None) -> str:
-    """The one `error:` line of `stage` run on `text` as params.yaml (None: no file); no file
-    written; the defaults back after."""
+    """The one `error:` line of `stage` on `text` as params.yaml (None: none); nothing written."""
     params = project / "params.yaml"
     assert text != DEFAULTS
     params.unlink() if text is None else params.write_text(text)
