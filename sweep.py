@@ -151,8 +151,14 @@ def run_experiment(commit: str, name: str, values: dict[str, str], topic: str) -
                 command(clone, "git", "checkout", "--quiet", "--force", "--detach", commit)
             except SweepError:
                 raise SweepError(f"commit {commit[:7]} is not in the workers' Git origin") from None
-            # A clean checkout, keeping the DVC cache (outputs and run records) of earlier tasks.
-            command(clone, "git", "clean", "-ffdxq", "-e", "/.dvc/cache")
+            # A clean checkout, keeping the DVC cache (outputs and run records) of earlier tasks
+            # and the clone's own DVC config.
+            command(clone, "git", "clean", "-ffdxq", "-e", "/.dvc/cache",
+                    "-e", "/.dvc/config.local")
+            if not (clone / ".dvc/config.local").is_file():  # a new clone
+                # Outputs linked from the cache, not copied: safe, as the stages replace their
+                # outputs (a new file renamed into place) and never edit one in place.
+                command(clone, "dvc", "config", "--local", "cache.type", "hardlink,symlink,copy")
             settings = [arg for key, value in values.items() for arg in ("-S", f"{key}={value}")]
             output = command(clone, "dvc", "exp", "run", "--pull", "-n", name, *settings,
                              keep_fd=lock)
