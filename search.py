@@ -259,13 +259,34 @@ class Search:
     @property
     def goal(self) -> str:
         """`maximising OBJECTIVE`, or minimising."""
-        return f"{self.direction[:-1]}ing {self.args.objective}"
+        return f"{self.direction[:-3]}ising {self.args.objective}"
 
     def study(self, first: int) -> optuna.Study:
         """The study, its sampler seeded for the batch that starts with trial `first`."""
         sampler = SAMPLERS[self.args.sampler](seed=batch_seed(self.args.seed, first))
         return optuna.create_study(storage=self.storage, study_name=self.args.study,
                                    sampler=sampler, direction=self.direction, load_if_exists=True)
+
+    def resume(self) -> None:
+        """The recorded trials (their "frozen" ones) fed to the study, in number order."""
+        study = self.study(0)
+        for number in sorted(self.trials):
+            study.add_trial(self.trials[number].pop("frozen"))
+
+    def propose(self, numbers: list[int]) -> tuple[optuna.Study, dict[int, optuna.Trial]]:
+        """The trials `numbers` asked at once, of the study seeded for this batch."""
+        study = self.study(numbers[0])
+        return study, {n: study.ask(self.space.distributions) for n in numbers}
+
+    def tell(self, study: optuna.Study, asked: dict[int, optuna.Trial]) -> None:
+        """Each asked trial's outcome (in self.trials) told, in number order."""
+        for n in sorted(asked):
+            outcome = self.trials[n]
+            if outcome["error"]:
+                study.tell(asked[n], state=TrialState.FAIL)
+            else:
+                asked[n].set_user_attr("name", outcome["name"])
+                study.tell(asked[n], outcome["metrics"][self.args.objective])
 
     def best(self) -> dict | None:
         """The finished trial with the best objective (the lowest number among equals)."""
@@ -292,9 +313,7 @@ def run_batches(search: Search, todo: list[int], commit: str, client) -> float:
     run_id, size = secrets.token_hex(3), search.args.batch
     busy = capacity = 0.0
     for start in range(0, len(todo), size):
-        numbers = todo[start:start + size]
-        study = search.study(numbers[0])
-        asked = {n: study.ask(search.space.distributions) for n in numbers}
+        study, asked = search.propose(todo[start:start + size])
         futures = {}
         for n, trial in asked.items():
             name, values = f"{search.args.study}-{n}", values_of(trial.params, search.space)
@@ -318,13 +337,7 @@ def run_batches(search: Search, todo: list[int], commit: str, client) -> float:
                 "" if result["error"] else
                 f": {search.args.objective} {result['metrics'][search.args.objective]:.4f}"))
         capacity += size * (time.monotonic() - started)
-        for n, trial in asked.items():  # in number order, whatever order they finished in
-            finished = search.trials[n]
-            if finished["error"]:
-                study.tell(trial, state=TrialState.FAIL)
-            else:
-                trial.set_user_attr("name", finished["name"])
-                study.tell(trial, finished["metrics"][search.args.objective])
+        search.tell(study, asked)
     return max(0.0, 1 - busy / capacity) if capacity else 0.0
 
 
@@ -428,9 +441,7 @@ def search_study(args: argparse.Namespace, command_line: str) -> int:
     commit, origin = sweep.preflight(project, local_workers=not args.scheduler)
     search = Search(args, space_, optuna.storages.InMemoryStorage(),
                     recorded(project, args, commit, space_))
-    study = search.study(0)
-    for number in sorted(search.trials):
-        study.add_trial(search.trials[number].pop("frozen"))
+    search.resume()
     todo = [n for n in range(args.trials) if n not in search.trials]
     if search.trials:
         print(f"study {args.study}: {len(search.trials)} trials on record, {len(todo)} to run",
