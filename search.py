@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 
 import sweep
 from stages.summary import HEADLINE, SUMMARY_KEYS
-from sweep import SweepError
+from sweep import SweepError, run_experiment
 
 # The worker task goes to the cluster by value, as under `python -m sweep`, so that the scheduler
 # and the workers need the venv, not this project's files: distributed sends a task of __main__
@@ -39,7 +39,8 @@ cloudpickle.register_pickle_by_value(sweep)
 
 def trial_task(commit: str, name: str, values: dict[str, str], topic: str) -> dict:
     """The sweep's worker task, run_experiment, on a worker (as `python -m search`: by value)."""
-    return sweep.run_experiment(commit, name, values, topic)
+    return run_experiment(commit, name, values, topic)
+
 
 SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
 # What a search may optimise: the summary's figures but the test set's and a spread.
@@ -129,7 +130,8 @@ def space(settings: list[str], params: dict) -> Space:
     known = flatten(params)
     distributions: dict[str, BaseDistribution] = {}
     fixed: dict[str, Any] = {}
-    for override, text in zip(sweep.overrides(settings), settings, strict=True):
+    parsed = sweep.overrides(settings)
+    for override, text in zip(parsed, settings, strict=True):
         key = override.get_key_element()
         if key not in known:
             inside = [k for k in known if k.startswith(f"{key}.")]
@@ -146,8 +148,7 @@ def space(settings: list[str], params: dict) -> Space:
                 raise SweepError(f"-S {text}: {error}") from None
         else:
             fixed[key] = override.value()
-    return Space(distributions, fixed, tuple(override.get_key_element()
-                                             for override in sweep.overrides(settings)))
+    return Space(distributions, fixed, tuple(override.get_key_element() for override in parsed))
 
 
 def values_of(trial_params: dict[str, Any], space_: Space) -> dict[str, Any]:

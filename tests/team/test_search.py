@@ -307,9 +307,9 @@ def test_a_refused_trial_fails_alone_on_workers_without_the_project(searcher: Se
                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
         result = run(searcher.project, "python", "-m", "search", "-S", "sgd.folds=choice(1,2)",
-                     "--study", "refused", "--trials", "2", "--seed", "3", "--scheduler",
-                     f"tcp://127.0.0.1:{port}", "--timeout", "60", env={"PYTHONPATH": str(REPO)},
-                     timeout=600)
+                     "--study", "refused", "--trials", "2", "--seed", "3", "--batch", "2",
+                     "--scheduler", f"tcp://127.0.0.1:{port}", "--timeout", "60",
+                     env={"PYTHONPATH": str(REPO)}, timeout=600)
     finally:
         for process in started:
             process.kill()
