@@ -372,7 +372,9 @@ def pictures(search: Search, folder: Path) -> list[str]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna's experimental and few-trials warnings
             axes = plot(search.study(0), target_name=search.args.objective)
-        axes.set_title(f"study {search.args.study}: {search.args.objective}, {title}")
+        for where in ("left", "center"):  # Optuna's own title, at either place
+            axes.set_title("", loc=where)
+        axes.set_title(f"study {search.args.study}: {search.args.objective}, {title}", loc="left")
         axes.figure.set_size_inches(8, 4.5)
         write_atomically(folder / name, lambda path, figure=axes.figure: figure.savefig(
             path, format="png", dpi=100, bbox_inches="tight"))
@@ -403,7 +405,8 @@ def report(search: Search, commit: str, command_line: str, idle: float | None) -
     lines = [f"{t['name']}: {t['error']}" for t in failed]
     if best:
         test = best["metrics"].get("keras_test_accuracy")
-        lines.append(f"best: {search.describe(best)}; its keras_test_accuracy "
+        lines.append(f"best: {best['name']}, {args.objective} "
+                     f"{search.describe(best).split(' ', 1)[1]}; its keras_test_accuracy "
                      f"{test:.4f} (reported, never used to choose)")
     if idle is not None:
         lines.append(f"workers idle {idle:.0%} of this run's batches: a batch waits for its "
@@ -423,8 +426,10 @@ def report(search: Search, commit: str, command_line: str, idle: float | None) -
         print(f"error: no trial of study {args.study} finished", file=sys.stderr)
         return 1
     artifact = model_artifact()
-    print(f"take it: dvc exp apply {best['name']} && dvc pull, commit and push (git, dvc push)"
-          + (f", then gto register {artifact} --version vX.Y.Z --push" if artifact else ""))
+    print(f"take it: dvc exp apply {best['name']} && dvc pull && git add -A && git commit -m "
+          f"'{best['name']} of study {args.study}'")
+    print("    then: dvc push && git push origin HEAD"
+          + (f" && gto register {artifact} --version vX.Y.Z --push" if artifact else ""))
     return 0
 
 

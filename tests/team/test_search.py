@@ -236,7 +236,7 @@ def test_search_of_four_trials_on_two_workers_lands_in_exp_show(searcher: Search
         assert [float(x) for x in row[1:4]] == [round(shown[row[0]].metrics[k], 4)
                                                 for k in HEADLINE]
     best = rows[0][0]
-    assert f"best: {best} " in out and f"dvc exp apply {best}" in out
+    assert f"best: {best}, keras_val_accuracy " in out and f"dvc exp apply {best} " in out
     assert re.search(r"its keras_test_accuracy \d\.\d{4} \(reported, never used to choose\)", out)
     report = searcher.project / "studies/s4"
     assert {p.name for p in report.iterdir()} == {"report.md", "history.png", "importances.png"}
