@@ -12,9 +12,10 @@ import secrets
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 import optuna
@@ -30,6 +31,10 @@ from optuna.trial import TrialState
 import sweep
 from stages.summary import HEADLINE, SUMMARY_KEYS
 from sweep import SweepError, run_experiment
+
+if TYPE_CHECKING:
+    from distributed import Client
+    from hydra.core.override_parser.types import Override
 
 # The worker task goes to the cluster by value, as under `python -m sweep`, so that the scheduler
 # and the workers need the venv, not this project's files: distributed sends a task of __main__
@@ -91,7 +96,7 @@ def flatten(values: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def distribution(override) -> BaseDistribution:
+def distribution(override: Override) -> BaseDistribution:
     """The Optuna distribution of one sweep override, as Hydra's Optuna sweeper reads it."""
     value = override.value()
     tags = set(getattr(value, "tags", ()))
@@ -158,8 +163,9 @@ def values_of(trial_params: dict[str, Any], space_: Space) -> dict[str, Any]:
 
 
 def batch_seed(seed: int, first: int) -> int:
-    """The sampler's seed for the batch whose first trial is `first`: each batch's proposals then
-    depend on the seed and the trials told, not on how many were asked before (a resumed study)."""
+    """The sampler's seed for the batch whose first trial is `first`."""
+    # A batch's proposals then depend on the seed and the trials told, not on how many trials
+    # were asked before it: a study resumed at a batch goes on as the uninterrupted one did.
     return int.from_bytes(hashlib.sha256(f"{seed}/{first}".encode()).digest()[:4], "big")
 
 
@@ -204,9 +210,9 @@ def allows(allowed: BaseDistribution, value: Any) -> bool:
             and allowed.low <= value <= allowed.high)
 
 
-def recorded_trial(name: str, params: dict, metrics: dict, space_: Space, objective: str):
-    """The finished trial that experiment `name` records, for the sampler; SweepError if its
-    params are not of this search space."""
+def recorded_trial(name: str, params: dict, metrics: dict, space_: Space, objective: str
+                   ) -> optuna.trial.FrozenTrial:
+    """The finished trial experiment `name` records; SweepError if it is not of `space_`."""
     for key in space_.keys:
         value = encoded(params.get(key))
         if (key in space_.fixed and value != encoded(space_.fixed[key])
@@ -306,9 +312,8 @@ class Search:
               f"{self.describe(best) if best else 'none yet'}", flush=True)
 
 
-def run_batches(search: Search, todo: list[int], commit: str, client) -> float:
-    """Every trial of `todo` run, `--batch` at a time, told in number order; the workers' idle
-    share (a batch waits for its slowest trial, so that the proposals replay)."""
+def run_batches(search: Search, todo: list[int], commit: str, client: Client) -> float:
+    """Every trial of `todo` run, `--batch` at a time; the workers' idle share meanwhile."""
     from distributed import as_completed
 
     run_id, size = secrets.token_hex(3), search.args.batch
@@ -342,7 +347,7 @@ def run_batches(search: Search, todo: list[int], commit: str, client) -> float:
     return max(0.0, 1 - busy / capacity) if capacity else 0.0
 
 
-def write_atomically(path: Path, write) -> None:
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """`write(temporary path)`, then the file renamed onto `path`: complete or absent."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}-tmp-{os.getpid()}")

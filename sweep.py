@@ -18,8 +18,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stages.summary import HEADLINE
+
+if TYPE_CHECKING:
+    from distributed import Client, Future
+    from hydra.core.override_parser.types import Override
 
 ORIGIN_VARIABLE = "SWEEP_GIT_ORIGIN"  # the Git origin's URL, in each worker's environment
 CLONES_VARIABLE = "SWEEP_CLONES"  # where a worker keeps its clones (default ~/.cache/dvc-sweep)
@@ -38,7 +43,7 @@ def redact(text: str) -> str:
     return re.sub(r"://[^/@\s]+@", "://***@", text)
 
 
-def overrides(settings: list[str]) -> list:
+def overrides(settings: list[str]) -> list[Override]:
     """The `-S` settings parsed by Hydra's override parser, as `dvc exp run -S` parses them."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
@@ -107,10 +112,9 @@ def command(cwd: Path, *args: str, keep_fd: int | None = None, env: dict[str, st
 
 @contextmanager
 def worker_clone(origin: str) -> Iterator[tuple[Path, int]]:
-    """(a clone of `origin` no other task is using, the fd of the lock that says so).
-
-    Kept between tasks with its DVC cache; the lock is passed on to dvc, so that a clone stays
-    taken while an orphaned dvc of a killed worker still runs in it."""
+    """(a clone of `origin` no other task is using, the fd of the lock that says so)."""
+    # Kept between tasks with its DVC cache; the lock is passed on to dvc, so that a clone stays
+    # taken while an orphaned dvc of a killed worker still runs in it.
     base = Path(os.environ.get(CLONES_VARIABLE) or Path.home() / ".cache" / "dvc-sweep")
     root = base / hashlib.sha256(origin.encode()).hexdigest()[:12]
     root.mkdir(parents=True, exist_ok=True)
@@ -221,7 +225,7 @@ def preflight(project: Path, local_workers: bool) -> tuple[str, str]:
     return commit, origin
 
 
-def connect(args: argparse.Namespace, origin: str):
+def connect(args: argparse.Namespace, origin: str) -> Client:
     """A Dask client of the scheduler named, or of a new local cluster on 127.0.0.1 only."""
     import logging
 
@@ -246,14 +250,14 @@ def connect(args: argparse.Namespace, origin: str):
     return client
 
 
-def disconnect(client, args: argparse.Namespace) -> None:
+def disconnect(client: Client, args: argparse.Namespace) -> None:
     """Close the client, and the local cluster if this process started one."""
     client.close()
     if not args.scheduler:
         client.cluster.close()
 
 
-def lost_task(future, params: dict[str, str]) -> dict:
+def lost_task(future: Future, params: dict) -> dict:
     """The result of a task whose workers kept dying (Dask's KilledWorker)."""
     error = future.exception()
     why = str(error).splitlines()[0] if str(error) else ""

@@ -1,7 +1,6 @@
-"""`python -m search`: an Optuna study whose trials are DVC experiments on a Dask cluster, recorded
-on a bare Git origin and the team's S3 store (which holds the reference run, so a trial reruns only
-what its params change). The search space is over SGD's params: a trial trains no network. One
-search runs by default; resuming, replaying and a refused trial are in the tier `sweep_faults`."""
+"""`python -m search`: Optuna's trials as DVC experiments on Dask, on origin and the store."""
+# The store holds the reference run and the space is SGD's: a trial trains no network. One search
+# runs by default; resuming, replaying and a refused trial are in the tier `sweep_faults`.
 
 import argparse
 import contextlib
@@ -171,8 +170,8 @@ def test_a_record_that_does_not_fit_the_command_is_refused():
 
 def made_up_study(seed: int, trials: int, record: int = 0, objective: str = "keras_val_accuracy"
                   ) -> search.Search:
-    """A study run in batches of 2 against a made-up objective, its first `record` trials taken
-    from an uninterrupted one's record (as `dvc exp show` gives them back) instead of run."""
+    """A study in batches of 2 of a made-up objective, its first `record` trials from a record."""
+    # The record: an uninterrupted study's trials as `dvc exp show` gives them back.
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     space = search.space(["model.dropout=interval(0,0.5)", "epochs=range(1,20)",
                           "model.hidden=choice([],[64],[128,64])"], params)
@@ -293,8 +292,9 @@ def test_an_interrupted_search_completes_in_a_teammates_clone_and_replays(search
 @faults
 def test_a_refused_trial_fails_alone_on_workers_without_the_project(searcher: Searcher,
                                                                      tmp_path: Path):
-    """`dask scheduler` and `dask worker` outside the project, no PYTHONPATH: the worker task
-    reaches them by value. The params refuse sgd.folds = 1 (seed 3 proposes 2, then 1)."""
+    """The params refuse sgd.folds = 1 (seed 3 proposes 2, then 1); the rest goes on."""
+    # `dask scheduler` and `dask worker` outside the project, with no PYTHONPATH: the worker task
+    # reaches them by value.
     port = free_port()
     dask = str(Path(sys.executable).parent / "dask")
     env = venv_env({**searcher.store.env(), "HOME": str(tmp_path), "SWEEP_GIT_ORIGIN":
