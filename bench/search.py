@@ -1,0 +1,273 @@
+"""Optuna's TPE against its random sampler and bench/SWEEP.md's grid, each trial a DVC experiment on
+2 local Dask workers, against the local S3 store and a bare Git origin. From the repo root:
+
+    .venv/bin/python -m bench.search                           # the real data: hours of both cores
+    .venv/bin/python -m bench.search --max-samples 500 --trials 2 --tiny --out /tmp/SEARCH.md
+
+The runs: the data stages and SGD once, pushed, so that every run below restores them; (a) a TPE
+study of --trials trials over SPACE; (b) the random sampler with the same budget; (c) the same TPE
+command as a new study (a replay: every trial restored); (d) the grid of bench/sweep.py with
+`python -m sweep`, then (e) the same sweep again (restored). Writes its figures between the markers
+`<!-- search:start -->` and `<!-- search:end -->` of --out, and its pictures beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import re
+import shutil
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from bench.sweep import GRID, Phase
+from scripts.toolkit import DATASET, REPO, Store, copy_project, dvc, exp_show, run, write_block
+from stages.summary import HEADLINE
+
+# Up to 3 hidden layers of 32 to 512 units (a list is one choice: the grammar has no conditional
+# params), dropout, a log learning rate, the optimizer, epochs and batch size.
+SPACE = ["-S", "model.hidden=choice([],[32],[128],[512],[256,128],[512,256],[512,128],"
+               "[128,64,32],[256,128,64],[512,256,128])",
+         "-S", "model.dropout=interval(0,0.5)",
+         "-S", "model.learning_rate=tag(log, interval(1e-4,1e-2))",
+         "-S", "model.optimizer=choice(adam,rmsprop,sgd)",
+         "-S", "epochs=range(5,30)",
+         "-S", "batch_size=choice(32,64,128,256)"]
+TINY = [*SPACE[:8], "-S", "epochs=range(1,2)", *SPACE[10:]]  # --tiny: 1 or 2 epochs
+SEED = 0
+TARGETS = {"test": 0.89, "replay": 0.1, "restored sweep": 0.2}
+OUT = REPO / "bench" / "SEARCH.md"
+
+
+class StageClock:
+    """The wall time of every stage process (`python -m stages.X`) run under `root`, by polling."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.seen, self.running = root, {}, True
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+        self.thread.start()
+
+    def watch(self) -> None:
+        while self.running:
+            now = time.time()
+            for process in psutil.process_iter(["cmdline", "cwd", "create_time"]):
+                cmdline, cwd = process.info["cmdline"] or [], process.info["cwd"] or ""
+                if (any(arg.startswith("stages.") for arg in cmdline)
+                        and Path(cwd).is_relative_to(self.root)):
+                    self.seen[process.pid] = (process.info["create_time"], now)
+            time.sleep(0.05)
+
+    def seconds(self, since: float, until: float) -> float:
+        """The stages' time within the window [since, until] (time.time())."""
+        return sum(end - start for start, end in self.seen.values() if since <= start <= until)
+
+    def stop(self) -> None:
+        self.running = False
+        self.thread.join()
+
+
+def command(project: Path, env: dict[str, str], module: str, *args: str) -> str:
+    """`python -m MODULE ARGS` in `project`; its stdout, or exit with its last line."""
+    result = run(project, "python", "-m", module, *args, env=env, timeout=6 * 3600)
+    if result.returncode != 0:
+        why = (result.stderr.strip() or "no output").splitlines()[-1]
+        raise SystemExit(f"error: python -m {module} exited with {result.returncode}: {why}")
+    return result.stdout
+
+
+def trials(output: str) -> list[tuple[str, float, str]]:
+    """(name, seconds, stages run) of each finished trial or experiment in a run's lines."""
+    return [(name, float(seconds), ran) for name, seconds, ran in
+            re.findall(r"\] (\S+) done in (\d+) s \(ran (.*?);", output)]
+
+
+def best_after_k(names: list[str], shown: dict) -> list[float]:
+    """The best keras_val_accuracy among the first k trials, for each k (a failed one adds none)."""
+    best, found = float("nan"), []
+    for name in names:
+        value = shown[name].metrics["keras_val_accuracy"] if name in shown else float("nan")
+        best = value if best != best or value > best else best  # nan: none finished yet
+        found.append(best)
+    return found
+
+
+def brief(value: object) -> str:
+    """A param's value as the report shows it: a float to 4 significant digits."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def plot(curves: dict[str, list[float]], grid: tuple[float, int], path: Path) -> None:
+    """Best validation accuracy after k trials, one line per sampler, the grid's best dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for label, values in curves.items():
+        axes.plot(range(1, len(values) + 1), values, marker="o", label=label)
+    axes.axhline(grid[0], linestyle="--", color="grey",
+                 label=f"the grid's best ({grid[1]} experiments)")
+    axes.set(xlabel="trials", ylabel="best keras_val_accuracy so far",
+             title="Best validation accuracy after k trials")
+    axes.legend()
+    figure.savefig(path, format="png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--max-samples", type=int, help="default: all the data")
+    parser.add_argument("--trials", type=int, default=24, help="each study's trials (default 24)")
+    parser.add_argument("--tiny", action="store_true", help="epochs 1 or 2: a smoke run")
+    parser.add_argument("--work", type=Path, help="a directory to keep (default: a temporary one)")
+    parser.add_argument("--out", type=Path, default=OUT, help="default bench/SEARCH.md")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-search-"))
+    space = TINY if args.tiny else SPACE
+    params = {"download.sources": [str(DATASET)],
+              **({"max_samples": args.max_samples} if args.max_samples else {})}
+    started = datetime.datetime.now(datetime.UTC)
+    clock = StageClock(work / "clones")
+    with Store(work / "store") as store:
+        user = copy_project(work / "user", params, origin=work / "origin.git")
+        env = {**store.env(), "PYTHONPATH": str(REPO), "SWEEP_CLONES": str(work / "clones")}
+        dvc(user, "repro", "sgd_cv", "split", env=env, timeout=3600)  # the stages every run shares
+        dvc(user, "push", "--run-cache", env=env)
+        study = ("--trials", str(args.trials), "--seed", str(SEED), "--workers", "2", *space)
+        outputs, phases, windows = {}, {}, {}
+        runs = {"tpe": ("search", "--study", "tpe", "--sampler", "tpe", *study),
+                "random": ("search", "--study", "random", "--sampler", "random", *study),
+                "replay": ("search", "--study", "replay", "--sampler", "tpe", *study),
+                "sweep": ("sweep", *GRID, "--workers", "2", "--name-prefix", "grid"),
+                "restored sweep": ("sweep", *GRID, "--workers", "2", "--name-prefix", "grid")}
+        for key, (module, *arguments) in runs.items():
+            since = time.time()
+            with Phase() as phase:
+                outputs[key] = command(user, env, module, *arguments)
+            phases[key], windows[key] = phase, (since, time.time())
+        with Phase() as shown_phase:
+            shown = {e.name: e for e in exp_show(user, env=env) if e.name}
+    clock.stop()
+    folder = args.out.parent
+    for name in ("history.png", "importances.png"):
+        shutil.copyfile(user / "studies/tpe" / name, folder / f"search_tpe_{name}")
+    names = {key: [f"{key}-{n}" for n in range(args.trials)] for key in ("tpe", "random")}
+    curves = {key: best_after_k(names[key], shown) for key in names}
+    grid_names = [name for name, _, _ in trials(outputs["sweep"])]
+    grid_best = max(shown[n].metrics["keras_val_accuracy"] for n in grid_names)
+    plot({"TPE": curves["tpe"], "random": curves["random"]}, (grid_best, len(grid_names)),
+         folder / "search_best.png")
+
+    def chosen(key: str) -> str:
+        return max((n for n in names[key] if n in shown),
+                   key=lambda n: (shown[n].metrics["keras_val_accuracy"], -int(n.rsplit("-")[-1])))
+
+    def overhead(key: str) -> tuple[float, float]:
+        """(mean task seconds, mean seconds not in a stage) of a run's trials."""
+        done = trials(outputs[key])
+        stage_time = clock.seconds(*windows[key])
+        mean = sum(seconds for _, seconds, _ in done) / len(done)
+        return mean, (sum(seconds for _, seconds, _ in done) - stage_time) / len(done)
+
+    tpe_best, random_best = curves["tpe"][-1], curves["random"][-1]
+    best = shown[chosen("tpe")]
+    replay_ratio = phases["replay"].wall / phases["tpe"].wall
+    sweep_ratio = phases["restored sweep"].wall / phases["sweep"].wall
+    replayed_nothing = all(ran in ("no stage", "summary")
+                           for _, _, ran in trials(outputs["replay"]))
+
+    def met(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    data = (f"max_samples {args.max_samples}" if args.max_samples
+            else "the real data (60,000 + 10,000 images)")
+    options = "".join(f" {flag}" for flag in (
+        *(("--max-samples", str(args.max_samples)) if args.max_samples else ()),
+        *(("--trials", str(args.trials)) if args.trials != 24 else ()),
+        *(("--tiny",) if args.tiny else ())))
+    rows = []
+    for key in runs:
+        phase = phases[key]
+        mean, not_stages = overhead(key)
+        rows.append(f"| {key} | {len(trials(outputs[key]))} | {phase.wall:.1f} | {mean:.1f} | "
+                    f"{not_stages:.1f} | {phase.busy:.0%} | {phase.load:.1f} |")
+    idle = {key: re.search(r"workers idle (\d+)%", outputs[key]) for key in ("tpe", "random")}
+    lines = [
+        f"Produced by `python -m bench.search{options}` on {started:%Y-%m-%d %H:%M} UTC, {data}; "
+        f"{os.cpu_count()} cores, 2 local workers, one run of each (no repetition). Seeds: "
+        f"the samplers' `--seed {SEED}`, the project's `seed` 42 (split, SGD, Keras).",
+        "",
+        f"The space (`python -m search` with `--trials {args.trials} --batch 2`):",
+        "",
+        "```",
+        *(f"    -S '{arg}'" for arg in space[1::2]),
+        "```",
+        "",
+        "TPE's first 10 trials are its startup, drawn by Optuna's random sampler with the same "
+        "seed: the two studies share them (the random study restores them from the run-cache), "
+        "so that what differs is what TPE's model proposes after them.",
+        "",
+        "| run | trials | wall (s) | per trial (s) | overhead per trial (s) | busy | load |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+        "*per trial*: a trial's task on its worker (clone, `dvc exp run --pull`, pushes), as its "
+        "line says; *overhead*: that minus the time its stages ran (each `python -m stages.X` "
+        "process, timed by polling the process table). *busy*: how much of the machine's cores "
+        "were used meanwhile (this run's processes and everyone else's); *load*: the 1-minute "
+        "load average at the end.",
+        "",
+        "![best validation accuracy after k trials](search_best.png)",
+        "",
+        "| | TPE | random | grid |",
+        "|---|---:|---:|---:|",
+        f"| best keras_val_accuracy | {tpe_best:.4f} | {random_best:.4f} | {grid_best:.4f} |",
+        f"| workers idle (batches of 2) | {idle['tpe'][1] if idle['tpe'] else '?'}% | "
+        f"{idle['random'][1] if idle['random'] else '?'}% | |",
+        "",
+        f"The trial TPE chose by validation: **{best.name}**, "
+        + ", ".join(f"{key} {best.metrics[key]:.4f}" for key in HEADLINE)
+        + " (" + ", ".join(f"{key}={brief(best.params[key])}" for key in
+                           ("model.hidden", "model.dropout", "model.learning_rate",
+                            "model.optimizer", "epochs", "batch_size")) + ").",
+        "",
+        "| target | measured | |",
+        "|---|---|---|",
+        f"| the chosen trial's test accuracy ≥ {TARGETS['test']} (the anchor's MLP: 0.900) | "
+        f"{best.metrics['keras_test_accuracy']:.4f} | "
+        f"{met(best.metrics['keras_test_accuracy'] >= TARGETS['test'])} |",
+        f"| TPE's best validation accuracy ≥ random's at {args.trials} trials | "
+        f"{tpe_best:.4f} vs {random_best:.4f} | {met(tpe_best >= random_best)} |",
+        f"| the replayed search ≤ {TARGETS['replay']} × the first | {replay_ratio:.2f} × "
+        f"({'no stage but summary ran' if replayed_nothing else 'some stages ran again'}) | "
+        f"{met(replay_ratio <= TARGETS['replay'])} |",
+        f"| the restored sweep ≤ {TARGETS['restored sweep']} × the first | {sweep_ratio:.2f} × | "
+        f"{met(sweep_ratio <= TARGETS['restored sweep'])} |",
+        "",
+        f"`dvc exp show --json` in the user's clone with these {len(shown)} experiments: "
+        f"{shown_phase.wall:.1f} s.",
+        "",
+        "The TPE study's own pictures (`python -m search` writes them in studies/tpe/):",
+        "",
+        "![TPE: optimisation history](search_tpe_history.png)",
+        "![TPE: param importances](search_tpe_importances.png)",
+    ]
+    lines = [textwrap.fill(line, 100, break_long_words=False, break_on_hyphens=False)
+             if line[:1].isalpha() or line[:1] in "*`" else line for line in lines]
+    if not args.out.exists():
+        args.out.write_text("# Search benchmark\n\n<!-- search:start -->\n<!-- search:end -->\n")
+    write_block(args.out, "search", "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
