@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -264,6 +265,13 @@ def processes_in(root: Path, argument: str | None = None) -> list[psutil.Process
                 and (argument is None or argument in cmdline)):
             found.append(process)
     return found
+
+
+def kill_processes_in(root: Path) -> None:
+    """End every process still running under `root` (an orphaned dvc of a stopped worker)."""
+    for process in processes_in(root):
+        with contextlib.suppress(psutil.Error):
+            process.kill()
 
 
 def snapshot(root: Path, ignore: tuple[str, ...] = (".git", "__pycache__")) -> dict[str, tuple]:

@@ -3,7 +3,6 @@
 # runs by default; resuming, replaying and a refused trial are in the tier `sweep_faults`.
 
 import argparse
-import contextlib
 import json
 import re
 import signal
@@ -14,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-import psutil
 import pytest
 import yaml
 
@@ -29,7 +27,7 @@ from scripts.toolkit import (
     exp_show,
     free_port,
     git,
-    processes_in,
+    kill_processes_in,
     run,
     venv_env,
 )
@@ -69,13 +67,6 @@ class Searcher:
         return [name for name in refs.split() if re.fullmatch(rf"{study}-\d+", name)]
 
 
-def kill_leftovers(root: Path) -> None:
-    """Processes still running in `root` (an orphaned dvc of a stopped worker): end them."""
-    for process in processes_in(root):
-        with contextlib.suppress(psutil.Error):
-            process.kill()
-
-
 @pytest.fixture(scope="module")
 def searcher(tmp_path_factory: pytest.TempPathFactory, store: Store) -> Iterator[Searcher]:
     root = tmp_path_factory.mktemp("search")
@@ -83,7 +74,7 @@ def searcher(tmp_path_factory: pytest.TempPathFactory, store: Store) -> Iterator
         yield Searcher(copy_project(root / "user", SMALL_RUN_PARAMS, origin=root / "origin.git"),
                        root / "origin.git", store)
     finally:
-        kill_leftovers(root)
+        kill_processes_in(root)
 
 
 def proposed(output: str) -> dict[str, int]:
@@ -265,7 +256,7 @@ def test_an_interrupted_search_completes_in_a_teammates_clone_and_replays(search
         out, err = process.communicate(timeout=300)
     finally:
         process.kill()
-        kill_leftovers(tmp_path)
+        kill_processes_in(tmp_path)
     first = "".join(lines) + out
     assert process.returncode == 130, first + err
     assert err.strip().splitlines()[-1].startswith("error: interrupted; the finished trials are on "
@@ -316,7 +307,7 @@ def test_a_refused_trial_fails_alone_on_workers_without_the_project(searcher: Se
         for process in started:
             process.kill()
             process.wait()
-        kill_leftovers(tmp_path)
+        kill_processes_in(tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     outcomes = finished(result.stdout)
     assert outcomes["refused-1"].startswith("error: params.yaml: sgd.folds = 1 is not allowed"), (

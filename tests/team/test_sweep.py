@@ -34,6 +34,7 @@ from scripts.toolkit import (
     exp_show,
     free_port,
     git,
+    kill_processes_in,
     processes_in,
     run,
     venv_env,
@@ -81,13 +82,6 @@ def table_names(output: str) -> list[str]:
     """The experiments of the sweep's table (its first column)."""
     table = output.split("experiment ", 1)[-1]
     return re.findall(r"^(\S+-[0-9a-f]{6}-[^\s:]+)\s+\S", table, re.MULTILINE)
-
-
-def kill_leftovers(root: Path) -> None:
-    """Processes still running in `root` (an orphaned dvc of a killed worker): end them."""
-    for process in processes_in(root):
-        with contextlib.suppress(psutil.Error):
-            process.kill()
 
 
 class WritesRefused(http.server.BaseHTTPRequestHandler):
@@ -170,7 +164,7 @@ def sweeper(tmp_path_factory: pytest.TempPathFactory, store: Store) -> Iterator[
         yield Sweeper(copy_project(root / "user", SMALL_RUN_PARAMS, origin=root / "origin.git"),
                       root / "origin.git", store)
     finally:
-        kill_leftovers(root)  # of any sweep run in the project
+        kill_processes_in(root)  # of any sweep run in the project
 
 
 def test_grid_is_parsed_as_dvc_exp_run_parses_it():
@@ -245,7 +239,7 @@ def test_a_killed_worker_reruns_its_experiment_elsewhere(sweeper: Sweeper, tmp_p
         out, err = process.communicate(timeout=600)
     finally:
         process.kill()
-        kill_leftovers(tmp_path)
+        kill_processes_in(tmp_path)
     assert process.returncode == 0, out + err
     names = table_names(out)
     # One experiment started, lost with its worker, started again; each pushed once.
@@ -324,7 +318,7 @@ def test_a_store_refusing_uploads_fails_the_experiment_and_no_ref_reaches_origin
         try:
             result = user.sweep("-S", f"sgd.max_iter={UNSTORED}", "--workers", "1", env=env)
         finally:
-            kill_leftovers(tmp_path)
+            kill_processes_in(tmp_path)
     (name,) = table_names(result.stdout)
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr.strip().splitlines()[-1] == f"error: 1 of 1 experiments failed: {name}"
@@ -388,4 +382,4 @@ def test_tls_cluster_from_the_command_line(sweeper: Sweeper, tmp_path: Path):
         for process in started:
             process.kill()
             process.wait()
-        kill_leftovers(tmp_path)  # what the workers started
+        kill_processes_in(tmp_path)  # what the workers started
