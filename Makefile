@@ -14,13 +14,13 @@ repro: $(VENV)/.installed dataset  ## run the whole pipeline on the real data
 	dvc repro
 
 # A test worker per core and one more: the suite waits on DVC, the store and Dask a fifth of the
-# time (on 2 cores: 153-189 s with 3 workers; 4 and 5 were no faster when measured against 3).
+# time (on 2 cores: 159-176 s with 3 workers; 4 and 5 were no faster when measured against 3).
 # How tests/conftest.py groups them: see there.
 TEST_WORKERS ?= $(shell echo $$(($$(nproc) + 1)))
 
 # deptry twice: the whole tree declares what it imports and uses what it declares ([tool.deptry] in
-# pyproject.toml); the code a user runs (stages/, predict.py, sweep.py) imports nothing that only
-# the test and dev extras declare.
+# pyproject.toml); the code a user runs (stages/, predict.py, sweep.py, search.py) imports nothing
+# that only the test and dev extras declare.
 test: $(VENV)/.installed dataset browser  ## lint, check the dependencies, then run the test suite
 	ruff check .
 	deptry .

@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 from scripts.toolkit import run
+from stages.data import SUMMARY_METRICS
 
-SUMMARY = "metrics/summary.json"
+SUMMARY = str(SUMMARY_METRICS)
 
 
 class ReportError(Exception):

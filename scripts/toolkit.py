@@ -25,11 +25,12 @@ from typing import Any, Self
 import psutil
 import yaml
 
+from stages.data import OUTPUTS as STAGE_OUTPUTS
 from stages.download import DEBIAN
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-STAGES = ("download", "prepare", "split", "sgd_cv", "train", "evaluate", "summary")
+STAGES = tuple(STAGE_OUTPUTS)  # the pipeline's stages, in order
 # What a fresh copy of the pipeline needs to run and plot.
 PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvc/plots", ".dvcignore",
                  ".gitignore")
@@ -46,7 +47,7 @@ CONCURRENT_DURING = ("sgd_cv", "train")
 BUCKET = "fashion-mnist"  # the bucket of the default remote `storage` (s3://fashion-mnist/cache)
 REMOTE = "storage"
 # Every output of the pipeline (metrics/summary.json is in Git, the rest in DVC's cache).
-OUTPUTS = ("data/raw", "data/prepared", "data/split", "data/model.keras", "metrics", "plots")
+OUTPUTS = tuple(str(path) for paths in STAGE_OUTPUTS.values() for path in paths)
 
 
 class CommandFailed(AssertionError):

@@ -17,7 +17,8 @@ ZIP_ENTRY = b"PK\x03\x04"  # how a zip archive, and so a .keras file, begins
 
 def import_keras(seed: int | None = None):
     """Keras with deterministic kernels, Python, NumPy and TensorFlow seeded by `seed`."""
-    if "keras" not in sys.modules:  # noqa: TID251 (read only: TensorFlow reads its environment once)
+    # Read only (TID251): TensorFlow reads its environment once, when first imported.
+    if "keras" not in sys.modules:  # noqa: TID251
         # TensorFlow's documented log filter: 3 hides its C++ lines, such as every run's meaningless
         # `E0000 ... use_unbounded_threadpool` (absl's and oneDNN's notes come before it applies).
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -32,7 +32,7 @@ class CtrlCOnWrite:
     (None, None, ""),
     (UserError("epochs = 0 is not allowed"), 1, "error: epochs = 0 is not allowed\n"),
     (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "data/raw"), 1,
-     "error: No space left on device (data/raw); free some space, then run again\n"),
+     f"error: {os.strerror(errno.ENOSPC)} (data/raw); free some space, then run again\n"),
     (KeyboardInterrupt(), 130, STOPPED),
     ("SIGTERM", 130, STOPPED),  # `kill <pid>`, what DVC's queue sends too
     # A library that raises another error on Ctrl-C (Matplotlib importing its backend).
@@ -67,7 +67,8 @@ def test_a_stopped_stage_keeps_the_outputs_it_finished_not_the_one_it_was_writin
                 try:
                     signal.raise_signal(signal.SIGINT)
                 except KeyboardInterrupt:
-                    raise ImportError("cannot load the Agg backend")  # noqa: B904 (as a library may)
+                    # B904: raised without `from`, as a library may
+                    raise ImportError("cannot load the Agg backend")  # noqa: B904
             elif stop:
                 raise stop
 
