@@ -12,7 +12,7 @@ import secrets
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -162,11 +162,19 @@ def values_of(trial_params: dict[str, Any], space_: Space) -> dict[str, Any]:
             for key in space_.keys}
 
 
-def batch_seed(seed: int, first: int) -> int:
-    """The sampler's seed for the batch whose first trial is `first`."""
-    # A batch's proposals then depend on the seed and the trials told, not on how many trials
-    # were asked before it: a study resumed at a batch goes on as the uninterrupted one did.
-    return int.from_bytes(hashlib.sha256(f"{seed}/{first}".encode()).digest()[:4], "big")
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler's seed for trial `number`."""
+    # A trial's proposal then depends on the seed and the trials told, not on how many trials
+    # were asked before it: a resumed study asks a missing trial as the uninterrupted one did.
+    return int.from_bytes(hashlib.sha256(f"{seed}/{number}".encode()).digest()[:4], "big")
+
+
+def batches(trials: int, size: int, done: Container[int]) -> Iterator[list[int]]:
+    """The trial numbers still to run, by batch: the batches of `size` from 0, less `done`."""
+    # Fixed places, whatever is on record: a gap (a failed or a lost trial) changes no batch.
+    for first in range(0, trials, size):
+        if numbers := [n for n in range(first, min(first + size, trials)) if n not in done]:
+            yield numbers
 
 
 def trial_numbers(refs: str, study: str, commit: str) -> dict[int, str]:
@@ -268,9 +276,9 @@ class Search:
         """`maximising OBJECTIVE`, or minimising."""
         return f"{self.direction[:-3]}ising {self.args.objective}"
 
-    def study(self, first: int) -> optuna.Study:
-        """The study, its sampler seeded for the batch that starts with trial `first`."""
-        sampler = SAMPLERS[self.args.sampler](seed=batch_seed(self.args.seed, first))
+    def study(self, number: int) -> optuna.Study:
+        """The study, its sampler seeded for trial `number`."""
+        sampler = SAMPLERS[self.args.sampler](seed=trial_seed(self.args.seed, number))
         return optuna.create_study(storage=self.storage, study_name=self.args.study,
                                    sampler=sampler, direction=self.direction, load_if_exists=True)
 
@@ -281,9 +289,9 @@ class Search:
             study.add_trial(self.trials[number].pop("frozen"))
 
     def propose(self, numbers: list[int]) -> tuple[optuna.Study, dict[int, optuna.Trial]]:
-        """The trials `numbers` asked at once, of the study seeded for this batch."""
-        study = self.study(numbers[0])
-        return study, {n: study.ask(self.space.distributions) for n in numbers}
+        """The trials `numbers` asked at once, each of the study seeded for its number."""
+        # One storage: a trial asked sees the batch's earlier ones running (TPE's constant liar).
+        return self.study(0), {n: self.study(n).ask(self.space.distributions) for n in numbers}
 
     def tell(self, study: optuna.Study, asked: dict[int, optuna.Trial]) -> None:
         """Each asked trial's outcome (in self.trials) told, in number order."""
@@ -312,14 +320,14 @@ class Search:
               f"{self.describe(best) if best else 'none yet'}", flush=True)
 
 
-def run_batches(search: Search, todo: list[int], commit: str, client: Client) -> float:
-    """Every trial of `todo` run, `--batch` at a time; the workers' idle share meanwhile."""
+def run_batches(search: Search, commit: str, client: Client) -> float:
+    """The trials not on record run, by `--batch`; the workers' idle share meanwhile."""
     from distributed import as_completed
 
     run_id, size = secrets.token_hex(3), search.args.batch
     busy = capacity = 0.0
-    for start in range(0, len(todo), size):
-        study, asked = search.propose(todo[start:start + size])
+    for numbers in batches(search.args.trials, size, set(search.trials)):
+        study, asked = search.propose(numbers)
         futures = {}
         for n, trial in asked.items():
             name, values = f"{search.args.study}-{n}", values_of(trial.params, search.space)
@@ -465,7 +473,7 @@ def search_study(args: argparse.Namespace, command_line: str) -> int:
             print(f"search {args.study} of commit {commit[:7]}: {args.trials} trials, "
                   f"{args.batch} at a time, {args.sampler} sampler seed {args.seed}, "
                   f"{search.goal}; dashboard {client.dashboard_link}", flush=True)
-            idle = run_batches(search, todo, commit, client)
+            idle = run_batches(search, commit, client)
         finally:
             sweep.disconnect(client, args)
         sweep.pull(project, [search.trials[n]["name"] for n in todo

@@ -159,9 +159,10 @@ def test_a_record_that_does_not_fit_the_command_is_refused():
                                   space, "keras_val_accuracy")
 
 
-def made_up_study(seed: int, trials: int, record: int = 0, objective: str = "keras_val_accuracy"
-                  ) -> search.Search:
-    """A study in batches of 2 of a made-up objective, its first `record` trials from a record."""
+def made_up_study(seed: int, trials: int, record: int = 0, objective: str = "keras_val_accuracy",
+                  gap: tuple[int, ...] = ()) -> search.Search:
+    """A study in batches of 2 of a made-up objective, its first `record` trials (but `gap`) from
+    a record."""
     # The record: an uninterrupted study's trials as `dvc exp show` gives them back.
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     space = search.space(["model.dropout=interval(0,0.5)", "epochs=range(1,20)",
@@ -172,13 +173,15 @@ def made_up_study(seed: int, trials: int, record: int = 0, objective: str = "ker
     if record:
         earlier = made_up_study(seed, record, objective=objective)
         for n, trial in earlier.trials.items():
+            if n in gap:  # failed, or lost: not on record
+                continue
             shown = {key: yaml.safe_load(search.setting(v)) for key, v in trial["values"].items()}
             frozen = search.recorded_trial(f"s-{n}", {**search.flatten(params), **shown},
                                            trial["metrics"], space, objective)
             study.trials[n] = {**trial, "frozen": frozen}
         study.resume()
-    for first in range(record, trials, 2):
-        batch, asked = study.propose([first, first + 1])
+    for numbers in search.batches(trials, 2, set(study.trials)):
+        batch, asked = study.propose(numbers)
         for n, trial in reversed(asked.items()):  # finished in any order
             values = search.values_of(trial.params, space)
             score = 1 - (values["model.dropout"] - 0.2) ** 2 - (values["epochs"] - 12) ** 2 / 400
@@ -193,8 +196,11 @@ def test_the_same_seed_proposes_the_same_trials_also_after_a_resume():
     proposals = {key: [t["values"] for _, t in sorted(study.trials.items())] for key, study in {
         "first": made_up_study(0, 16), "again": made_up_study(0, 16),
         "resumed": made_up_study(0, 16, record=8), "other seed": made_up_study(1, 16),
+        # A trial failed in one batch, another batch lost: they run again, the rest as before.
+        "resumed with gaps": made_up_study(0, 16, record=8, gap=(3, 6, 7)),
         "minimised loss": made_up_study(0, 16, objective="keras_val_loss")}.items()}
     assert proposals["again"] == proposals["first"] == proposals["resumed"]
+    assert proposals["resumed with gaps"] == proposals["first"]
     startup = [json.dumps(values) for values in proposals["first"][:10]]  # each batch its own seed
     assert len(set(startup)) == 10, startup
     assert proposals["other seed"][:10] != proposals["first"][:10]
