@@ -29,7 +29,7 @@ from optuna.distributions import (
 from optuna.trial import TrialState
 
 import sweep
-from stages.summary import HEADLINE, SUMMARY_KEYS
+from stages.summary import HEADLINE, SUMMARY_KEYS, TEST_ACCURACY, VAL_ACCURACY
 from sweep import SweepError, run_experiment
 
 if TYPE_CHECKING:
@@ -417,9 +417,9 @@ def report(search: Search, commit: str, command_line: str, idle: float | None) -
     table = sweep.table(rows, metrics=columns)
     lines = [f"{t['name']}: {t['error']}" for t in failed]
     if best:
-        test = best["metrics"].get("keras_test_accuracy")
+        test = best["metrics"].get(TEST_ACCURACY)
         lines.append(f"best: {best['name']}, {args.objective} "
-                     f"{search.describe(best).split(' ', 1)[1]}; its keras_test_accuracy "
+                     f"{search.describe(best).split(' ', 1)[1]}; its {TEST_ACCURACY} "
                      f"{test:.4f} (reported, never used to choose)")
     if idle is not None:
         lines.append(f"workers idle {idle:.0%} of this run's batches: a batch waits for its "
@@ -491,8 +491,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", required=True,
                         help="the study's name: its trials are the experiments STUDY-0, STUDY-1...")
     parser.add_argument("--trials", type=int, required=True, help="the study's number of trials")
-    parser.add_argument("--objective", default="keras_val_accuracy",
-                        help="the metric to optimise (default keras_val_accuracy); a *_loss is "
+    parser.add_argument("--objective", default=VAL_ACCURACY,
+                        help=f"the metric to optimise (default {VAL_ACCURACY}); a *_loss is "
                              f"minimised, the rest maximised: {', '.join(OBJECTIVES)}")
     parser.add_argument("--seed", type=int, default=0, help="the sampler's seed (default 0)")
     parser.add_argument("--sampler", choices=SAMPLERS, default="tpe",
