@@ -324,9 +324,9 @@ def run_batches(search: Search, commit: str, client: Client) -> float:
     """The trials not on record run, by `--batch`; the workers' idle share meanwhile."""
     from distributed import as_completed
 
-    run_id, size = secrets.token_hex(3), search.args.batch
+    run_id = secrets.token_hex(3)
     busy = capacity = 0.0
-    for numbers in batches(search.args.trials, size, set(search.trials)):
+    for numbers in batches(search.args.trials, search.args.batch, set(search.trials)):
         study, asked = search.propose(numbers)
         futures = {}
         for n, trial in asked.items():
@@ -337,7 +337,7 @@ def run_batches(search: Search, commit: str, client: Client) -> float:
             future = client.submit(trial_task, commit, name, settings, f"search-{run_id}",
                                    key=f"{name}-{run_id}", pure=False)
             futures[future] = (n, name, values)
-        started = time.monotonic()
+        started, slots = time.monotonic(), sum(client.nthreads().values())
         for future in as_completed(futures):
             n, name, values = futures[future]
             result = (future.result() if future.status == "finished"
@@ -350,7 +350,7 @@ def run_batches(search: Search, commit: str, client: Client) -> float:
             search.progress(sweep.outcome(result) + (
                 "" if result["error"] else
                 f": {search.args.objective} {result['metrics'][search.args.objective]:.4f}"))
-        capacity += size * (time.monotonic() - started)
+        capacity += slots * (time.monotonic() - started)  # what the workers could have run
         search.tell(study, asked)
     return max(0.0, 1 - busy / capacity) if capacity else 0.0
 
