@@ -6,6 +6,7 @@ import argparse
 import difflib
 import hashlib
 import json
+import math
 import os
 import re
 import secrets
@@ -29,6 +30,7 @@ from optuna.distributions import (
 from optuna.trial import TrialState
 
 import sweep
+from stages.data import SUMMARY_METRICS
 from stages.summary import HEADLINE, SUMMARY_KEYS, TEST_ACCURACY, VAL_ACCURACY
 from sweep import SweepError, run_experiment
 
@@ -209,6 +211,16 @@ def shown_experiments(project: Path, commit: str) -> dict[str, tuple[dict, dict]
     return found
 
 
+def objective_error(metrics: dict, objective: str) -> str | None:
+    """Why `metrics` give no objective to tell (missing, or not a finite number), or None."""
+    if objective not in metrics:
+        return f"{SUMMARY_METRICS} has no {objective}"
+    value = metrics[objective]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return f"{SUMMARY_METRICS} has {objective} = {value}, not a finite number"
+    return None
+
+
 def allows(allowed: BaseDistribution, value: Any) -> bool:
     """Whether a distribution of this module holds `value`."""
     if isinstance(allowed, CategoricalDistribution):
@@ -219,8 +231,9 @@ def allows(allowed: BaseDistribution, value: Any) -> bool:
 
 
 def recorded_trial(name: str, params: dict, metrics: dict, space_: Space, objective: str
-                   ) -> optuna.trial.FrozenTrial:
-    """The finished trial experiment `name` records; SweepError if it is not of `space_`."""
+                   ) -> optuna.trial.FrozenTrial | None:
+    """The finished trial experiment `name` records, None if it failed (its objective not a
+    number); SweepError if it is not of `space_`."""
     for key in space_.keys:
         value = encoded(params.get(key))
         if (key in space_.fixed and value != encoded(space_.fixed[key])
@@ -228,6 +241,8 @@ def recorded_trial(name: str, params: dict, metrics: dict, space_: Space, object
             raise SweepError(f"trial {name} has {key} = {setting(value)}, outside this command's "
                              f"-S: continue study {name.rsplit('-', 1)[0]} with its own -S, or "
                              "name another --study")
+    if objective in metrics and objective_error(metrics, objective):
+        return None
     return optuna.trial.create_trial(
         params={key: encoded(params[key]) for key in space_.distributions},
         distributions=space_.distributions, value=metrics[objective], user_attrs={"name": name})
@@ -252,6 +267,10 @@ def recorded(project: Path, args: argparse.Namespace, commit: str, space_: Space
             frozen = recorded_trial(name, params, metrics, space_, args.objective)
         except (ValueError, KeyError) as error:  # a value off a range's steps, a metric missing
             raise SweepError(f"trial {name} is not of this command's search: {error}") from None
+        if frozen is None:
+            print(f"trial {name}: {objective_error(metrics, args.objective)}: it runs again",
+                  flush=True)
+            continue
         trials[number] = {"name": name, "values": values_of(frozen.params, space_),
                           "metrics": metrics, "error": None, "frozen": frozen}
     return trials
@@ -342,8 +361,8 @@ def run_batches(search: Search, commit: str, client: Client) -> float:
             n, name, values = futures[future]
             result = (future.result() if future.status == "finished"
                       else {**sweep.lost_task(future, values), "name": name})
-            if not result["error"] and search.args.objective not in result["metrics"]:
-                result["error"] = f"metrics/summary.json has no {search.args.objective}"
+            if not result["error"]:
+                result["error"] = objective_error(result["metrics"], search.args.objective)
             search.trials[n] = {"name": name, "values": values, "metrics": result["metrics"],
                                 "error": result["error"]}
             busy += result["seconds"]

@@ -157,6 +157,13 @@ def test_a_record_that_does_not_fit_the_command_is_refused():
         with pytest.raises(SweepError, match=rf"trial s-1 has {key} = {value}, outside"):
             search.recorded_trial("s-1", {**recorded, key: value}, {"keras_val_accuracy": 0.8},
                                   space, "keras_val_accuracy")
+    # A trial whose objective is not a number failed: left out of the record, it runs again.
+    assert search.recorded_trial("s-2", recorded, {"keras_val_accuracy": float("nan")}, space,
+                                 "keras_val_accuracy") is None
+    for value in (float("nan"), float("inf"), None):
+        assert "keras_val_accuracy = " in search.objective_error({"keras_val_accuracy": value},
+                                                                 "keras_val_accuracy")
+    assert search.objective_error({"keras_val_accuracy": 0.8}, "keras_val_accuracy") is None
 
 
 def made_up_study(seed: int, trials: int, record: int = 0, objective: str = "keras_val_accuracy",
