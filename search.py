@@ -7,13 +7,12 @@ import difflib
 import hashlib
 import json
 import math
-import os
 import re
 import secrets
 import sys
 import time
 import warnings
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +29,9 @@ from optuna.distributions import (
 from optuna.trial import TrialState
 
 import sweep
-from stages.data import SUMMARY_METRICS
+from stages.data import SUMMARY_METRICS, atomic_path
+from stages.exits import UserError
+from stages.params import PARAMS_FILE, flatten, read
 from stages.summary import HEADLINE, SUMMARY_KEYS, TEST_ACCURACY, VAL_ACCURACY
 from sweep import SweepError, run_experiment
 
@@ -87,17 +88,6 @@ def shown(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else setting(value)
 
 
-def flatten(values: dict, prefix: str = "") -> dict[str, Any]:
-    """{"sgd": {"folds": 2}} → {"sgd.folds": 2}."""
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def distribution(override: Override) -> BaseDistribution:
     """The Optuna distribution of one sweep override, as Hydra's Optuna sweeper reads it."""
     value = override.value()
@@ -145,7 +135,7 @@ def space(settings: list[str], params: dict) -> Space:
             close = difflib.get_close_matches(key, known, n=1)
             hint = (f"a section; its keys: {', '.join(inside)}" if inside else
                     f"did you mean {close[0]}?" if close else "keys are dotted: model.dropout")
-            raise SweepError(f"-S {text}: params.yaml has no key {key} ({hint})")
+            raise SweepError(f"-S {text}: {PARAMS_FILE} has no key {key} ({hint})")
         if key in distributions or key in fixed:
             raise SweepError(f"-S {text}: {key} is set twice")
         if override.is_sweep_override():
@@ -205,8 +195,9 @@ def shown_experiments(project: Path, commit: str) -> dict[str, tuple[dict, dict]
             continue
         for experiment in baseline.get("experiments") or []:
             data = experiment["revs"][0].get("data") or {}
-            params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
-            metrics = (data.get("metrics") or {}).get("metrics/summary.json", {}).get("data", {})
+            params = (data.get("params") or {}).get(PARAMS_FILE, {}).get("data", {})
+            metrics = (data.get("metrics") or {}).get(SUMMARY_METRICS.as_posix(), {}).get(
+                "data", {})
             found[experiment["name"]] = (flatten(params), metrics)
     return found
 
@@ -374,17 +365,6 @@ def run_batches(search: Search, commit: str, client: Client) -> float:
     return max(0.0, 1 - busy / capacity) if capacity else 0.0
 
 
-def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """`write(temporary path)`, then the file renamed onto `path`: complete or absent."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}-tmp-{os.getpid()}")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def pictures(search: Search, folder: Path) -> list[str]:
     """Optuna's optimisation history and param importances as PNGs in `folder`; their names."""
     import matplotlib
@@ -408,8 +388,8 @@ def pictures(search: Search, folder: Path) -> list[str]:
             axes.set_title("", loc=where)
         axes.set_title(f"study {search.args.study}: {search.args.objective}, {title}", loc="left")
         axes.figure.set_size_inches(8, 4.5)
-        write_atomically(folder / name, lambda path, figure=axes.figure: figure.savefig(
-            path, format="png", dpi=100, bbox_inches="tight"))
+        with atomic_path(folder / name) as path:
+            axes.figure.savefig(path, format="png", dpi=100, bbox_inches="tight")
         plt.close(axes.figure)
         drawn.append(name)
     return drawn
@@ -449,8 +429,8 @@ def report(search: Search, commit: str, command_line: str, idle: float | None) -
                f"{len(failed)} failed; {args.sampler} sampler seed {args.seed}, {search.goal}.")
     markdown = [f"# Study {args.study}", "", heading, "", "```", table, "```", "",
                 *(f"- {line}" for line in lines), "", *(f"![{name}]({name})" for name in drawn)]
-    write_atomically(folder / "report.md",
-                     lambda path: path.write_text("\n".join(markdown) + "\n"))
+    with atomic_path(folder / "report.md") as path:
+        path.write_text("\n".join(markdown) + "\n")
     print(table)
     print("\n".join(lines))
     print(f"report: {folder / 'report.md'}" + "".join(f", {folder / name}" for name in drawn))
@@ -468,11 +448,12 @@ def report(search: Search, commit: str, command_line: str, idle: float | None) -
 def search_study(args: argparse.Namespace, command_line: str) -> int:
     """The search of `args`: the record read, the rest run, the report written; the exit code."""
     project = Path.cwd()
+    if not (project / PARAMS_FILE).is_file():
+        raise SweepError(f"no {PARAMS_FILE} here: run the search in your clone of the project")
     try:
-        params = yaml.safe_load((project / "params.yaml").read_text())
-    except OSError:
-        raise SweepError("no params.yaml here: run the search in your clone of the project"
-                         ) from None
+        params = read(PARAMS_FILE)
+    except UserError as error:  # not YAML, or not a mapping
+        raise SweepError(str(error)) from None
     space_ = space(args.set_param, params)
     if not space_.distributions:
         raise SweepError("nothing to search: give a key choice(...), range(...) or interval(...)")

@@ -31,6 +31,7 @@ from scripts.toolkit import (
     run,
     venv_env,
 )
+from stages.params import flatten
 from stages.summary import HEADLINE
 from sweep import SweepError
 
@@ -146,10 +147,21 @@ def test_bad_input_is_one_line_before_anything_starts(monkeypatch: pytest.Monkey
         assert out == "" and named in line and (option or case in line), (case, line)
 
 
+def test_a_params_file_that_is_not_yaml_is_one_line(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture):
+    (tmp_path / "params.yaml").write_text("epochs: [2\n")
+    monkeypatch.chdir(tmp_path)  # read before any Git, store or cluster
+    code = search.main(["-S", "sgd.max_iter=range(5,7)", "--study", "s", "--trials", "2",
+                        "--workers", "1"])
+    line = error_line(code, capsys.readouterr().err.strip().splitlines())
+    assert line.startswith("error: params.yaml: YAML syntax error at line 2"), line
+
+
 def test_a_record_that_does_not_fit_the_command_is_refused():
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     space = search.space(["sgd.max_iter=range(5,7)", "epochs=2"], params)
-    recorded = {**search.flatten(params), "sgd.max_iter": 6, "epochs": 2}
+    recorded = {**flatten(params), "sgd.max_iter": 6, "epochs": 2}
     trial = search.recorded_trial("s-0", recorded, {"keras_val_accuracy": 0.8}, space,
                                   "keras_val_accuracy")
     assert trial.params == {"sgd.max_iter": 6} and trial.value == 0.8
@@ -183,7 +195,7 @@ def made_up_study(seed: int, trials: int, record: int = 0, objective: str = "ker
             if n in gap:  # failed, or lost: not on record
                 continue
             shown = {key: yaml.safe_load(search.setting(v)) for key, v in trial["values"].items()}
-            frozen = search.recorded_trial(f"s-{n}", {**search.flatten(params), **shown},
+            frozen = search.recorded_trial(f"s-{n}", {**flatten(params), **shown},
                                            trial["metrics"], space, objective)
             study.trials[n] = {**trial, "frozen": frozen}
         study.resume()
