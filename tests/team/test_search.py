@@ -8,8 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -19,14 +17,10 @@ import yaml
 import search
 from scripts.toolkit import (
     REPO,
-    SMALL_RUN_PARAMS,
-    Store,
     clone,
-    copy_project,
     error_line,
     exp_show,
     free_port,
-    git,
     kill_processes_in,
     run,
     venv_env,
@@ -34,48 +28,16 @@ from scripts.toolkit import (
 from stages.params import flatten
 from stages.summary import HEADLINE
 from sweep import SweepError
+from tests.team.conftest import TeamProject
 
 MAX_ITER = yaml.safe_load((REPO / "params.yaml").read_text())["sgd"]["max_iter"]
 SPACE = ("-S", f"sgd.max_iter=range({MAX_ITER},{MAX_ITER + 2})")  # the reference's SGD and 2 more
 faults = pytest.mark.sweep_faults
 
 
-@dataclass
-class Searcher:
-    """The user's clone, its bare Git origin and the store: where the module's searches run."""
-
-    project: Path
-    origin: Path
-    store: Store
-
-    def env(self, clones: Path) -> dict[str, str]:
-        """The store's keys and the workers' clones; `python -m search` from the repo."""
-        return {**self.store.env(), "PYTHONPATH": str(REPO), "SWEEP_CLONES": str(clones)}
-
-    def search(self, *args: str, clones: Path, project: Path | None = None
-               ) -> subprocess.CompletedProcess:
-        return run(project or self.project, "python", "-m", "search", *args, env=self.env(clones),
-                   timeout=900)
-
-    def start(self, *args: str, clones: Path) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "search", *args], cwd=self.project,
-                                env=venv_env(self.env(clones)), text=True, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
-
-    def pushed(self, study: str) -> list[str]:
-        """The study's experiments in the Git origin, one name per ref."""
-        refs = git(self.origin, "for-each-ref", "--format=%(refname:lstrip=-1)", "refs/exps")
-        return [name for name in refs.split() if re.fullmatch(rf"{study}-\d+", name)]
-
-
-@pytest.fixture(scope="module")
-def searcher(tmp_path_factory: pytest.TempPathFactory, store: Store) -> Iterator[Searcher]:
-    root = tmp_path_factory.mktemp("search")
-    try:
-        yield Searcher(copy_project(root / "user", SMALL_RUN_PARAMS, origin=root / "origin.git"),
-                       root / "origin.git", store)
-    finally:
-        kill_processes_in(root)
+def pushed(searcher: TeamProject, study: str) -> list[str]:
+    """The study's experiments in the Git origin, one name per ref."""
+    return [name for name in searcher.pushed() if re.fullmatch(rf"{study}-\d+", name)]
 
 
 def proposed(output: str) -> dict[str, int]:
@@ -228,10 +190,10 @@ def test_the_same_seed_proposes_the_same_trials_also_after_a_resume():
     assert loss.best() == min(loss.trials.values(), key=lambda t: t["metrics"]["keras_val_loss"])
 
 
-def test_search_of_four_trials_on_two_workers_lands_in_exp_show(searcher: Searcher, tmp_path):
+def test_search_of_four_trials_on_two_workers_lands_in_exp_show(searcher: TeamProject, tmp_path):
     command = (*SPACE, "--study", "s4", "--trials", "4", "--seed", "0", "--workers", "2",
                "--objective", "sgd_cv_accuracy")  # what SGD's max_iter changes
-    result = searcher.search(*command, clones=tmp_path / "clones")
+    result = searcher.run(*command, env=searcher.env(tmp_path / "clones"))
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert re.search(r"^search s4 of commit \w{7}: 4 trials, 2 at a time, .*; dashboard "
@@ -243,7 +205,7 @@ def test_search_of_four_trials_on_two_workers_lands_in_exp_show(searcher: Search
     shown = {e.name: e for e in exp_show(searcher.project) if e.name in trials}
     assert {name: e.params["sgd.max_iter"] for name, e in shown.items()} == trials
     assert set(trials.values()) <= {MAX_ITER, MAX_ITER + 1, MAX_ITER + 2}
-    assert sorted(searcher.pushed("s4")) == sorted(trials)
+    assert sorted(pushed(searcher, "s4")) == sorted(trials)
     # The table is sorted by the objective, best first, its figures those of `dvc exp show`.
     rows = table(out)
     assert [row[0] for row in rows] == sorted(trials, key=lambda n: (
@@ -260,14 +222,14 @@ def test_search_of_four_trials_on_two_workers_lands_in_exp_show(searcher: Search
     assert all((report / name).read_bytes().startswith(b"\x89PNG") for name in
                ("history.png", "importances.png"))
     # The same command again: every trial is on record, nothing runs.
-    again = searcher.search(*command, clones=tmp_path / "clones")
+    again = searcher.run(*command, env=searcher.env(tmp_path / "clones"))
     assert again.returncode == 0, again.stdout + again.stderr
     assert "study s4: 4 trials on record, 0 to run" in again.stdout
     assert not proposed(again.stdout) and table(again.stdout) == rows
 
 
 @faults
-def test_an_interrupted_search_completes_in_a_teammates_clone_and_replays(searcher: Searcher,
+def test_an_interrupted_search_completes_in_a_teammates_clone_and_replays(searcher: TeamProject,
                                                                          tmp_path: Path):
     command = (*SPACE, "--trials", "4", "--seed", "1", "--workers", "2")
     process = searcher.start(*command, "--study", "r", clones=tmp_path / "clones")
@@ -287,19 +249,19 @@ def test_an_interrupted_search_completes_in_a_teammates_clone_and_replays(search
     assert err.strip().splitlines()[-1].startswith("error: interrupted; the finished trials are on "
                                                    "origin"), err
     done_first = set(finished(first))
-    assert len(done_first) == 2 and set(searcher.pushed("r")) >= done_first
+    assert len(done_first) == 2 and set(pushed(searcher, "r")) >= done_first
     # A teammate clones origin and runs the same command: the 2 come from the record, not rerun.
     teammate = clone(searcher.origin, tmp_path / "teammate")
-    second = searcher.search(*command, "--study", "r", clones=tmp_path / "clones2",
-                             project=teammate)
+    second = searcher.run(*command, "--study", "r", env=searcher.env(tmp_path / "clones2"),
+                          project=teammate)
     assert second.returncode == 0, second.stdout + second.stderr
     assert f"study r: {len(done_first)} trials on record, 2 to run" in second.stdout
     assert not set(proposed(second.stdout)) & done_first
     names = [row[0] for row in table(second.stdout)]
-    assert sorted(names) == ["r-0", "r-1", "r-2", "r-3"] and sorted(searcher.pushed("r")) == names
+    assert sorted(names) == ["r-0", "r-1", "r-2", "r-3"] and sorted(pushed(searcher, "r")) == names
     # The same command as a new study proposes the same trials in the same order, resumed or not:
     # each is restored, only summary may run again.
-    replay = searcher.search(*command, "--study", "r2", clones=tmp_path / "clones2")
+    replay = searcher.run(*command, "--study", "r2", env=searcher.env(tmp_path / "clones2"))
     assert replay.returncode == 0, replay.stdout + replay.stderr
     trials = {e.name: e.params["sgd.max_iter"] for e in exp_show(teammate) if e.name in names}
     assert {n.replace("r2-", "r-"): v for n, v in proposed(replay.stdout).items()} == trials
@@ -308,7 +270,7 @@ def test_an_interrupted_search_completes_in_a_teammates_clone_and_replays(search
 
 
 @faults
-def test_a_refused_trial_fails_alone_on_workers_without_the_project(searcher: Searcher,
+def test_a_refused_trial_fails_alone_on_workers_without_the_project(searcher: TeamProject,
                                                                      tmp_path: Path):
     """The params refuse sgd.folds = 1 (seed 3 proposes 2, then 1); the rest goes on."""
     # `dask scheduler` and `dask worker` outside the project, with no PYTHONPATH: the worker task
@@ -339,4 +301,4 @@ def test_a_refused_trial_fails_alone_on_workers_without_the_project(searcher: Se
         result.stdout)
     assert outcomes["refused-0"] in ("no stage", "summary", "sgd_cv, summary"), result.stdout
     assert f"refused-1: {outcomes['refused-1']}" in result.stdout
-    assert searcher.pushed("refused") == ["refused-0"]  # nothing of the refused trial
+    assert pushed(searcher, "refused") == ["refused-0"]  # nothing of the refused trial
