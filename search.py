@@ -438,7 +438,7 @@ def report(search: Search, commit: str, command_line: str, idle: float | None) -
         print(f"error: no trial of study {args.study} finished", file=sys.stderr)
         return 1
     artifact = model_artifact()
-    print(f"take it: dvc exp apply {best['name']} && dvc pull && git add -A && git commit -m "
+    print(f"take it: dvc exp apply {best['name']} && dvc pull && git commit -am "
           f"'{best['name']} of study {args.study}'")
     print("    then: dvc push && git push origin HEAD"
           + (f" && gto register {artifact} --version vX.Y.Z --push" if artifact else ""))
