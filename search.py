@@ -419,7 +419,8 @@ def report(search: Search, commit: str, command_line: str, idle: float | None) -
         test = best["metrics"].get(TEST_ACCURACY)
         lines.append(f"best: {best['name']}, {args.objective} "
                      f"{search.describe(best).split(' ', 1)[1]}; its {TEST_ACCURACY} "
-                     f"{test:.4f} (reported, never used to choose)")
+                     + (f"{test:.4f}" if isinstance(test, int | float) else "missing")
+                     + " (reported, never used to choose)")
     if idle is not None:
         lines.append(f"workers idle {idle:.0%} of this run's batches: a batch waits for its "
                      "slowest trial, so that the same command proposes the same trials")

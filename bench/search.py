@@ -1,15 +1,4 @@
-"""Optuna's TPE against its random sampler and bench/SWEEP.md's grid, each trial a DVC experiment on
-2 local Dask workers, against the local S3 store and a bare Git origin. From the repo root:
-
-    .venv/bin/python -m bench.search                           # the real data: hours of both cores
-    .venv/bin/python -m bench.search --max-samples 500 --trials 2 --tiny --out /tmp/SEARCH.md
-
-The runs: the data stages and SGD once, pushed, so that every run below restores them; (a) a TPE
-study of --trials trials over SPACE; (b) the random sampler with the same budget; (c) the same TPE
-command as a new study (a replay: every trial restored); (d) the grid of bench/sweep.py with
-`python -m sweep`, then (e) the same sweep again (restored). Writes its figures between the markers
-`<!-- search:start -->` and `<!-- search:end -->` of --out, and its pictures beside it.
-"""
+"""Optuna's TPE and random samplers and bench/SWEEP.md's grid on 2 local Dask workers."""
 
 from __future__ import annotations
 
@@ -26,6 +15,7 @@ from pathlib import Path
 
 import psutil
 
+import search
 from bench.sweep import GRID, Phase
 from scripts.toolkit import REPO, Store, copy_project, dvc, exp_show, run, write_block
 from stages.download import DEBIAN
@@ -98,11 +88,6 @@ def best_after_k(names: list[str], shown: dict) -> list[float]:
     return found
 
 
-def brief(value: object) -> str:
-    """A param's value as the report shows it: a float to 4 significant digits."""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def plot(curves: dict[str, list[float]], grid: tuple[float, int], path: Path) -> None:
     """Best validation accuracy after k trials, one line per sampler, the grid's best dashed."""
     import matplotlib
@@ -125,7 +110,7 @@ def plot(curves: dict[str, list[float]], grid: tuple[float, int], path: Path) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--max-samples", type=int, help="default: all the data")
     parser.add_argument("--trials", type=int, default=24, help="each study's trials (default 24)")
     parser.add_argument("--tiny", action="store_true", help="epochs 1 or 2: a smoke run")
@@ -143,7 +128,8 @@ def main() -> None:
         env = {**store.env(), "PYTHONPATH": str(REPO), "SWEEP_CLONES": str(work / "clones")}
         dvc(user, "repro", "sgd_cv", "split", env=env, timeout=3600)  # the stages every run shares
         dvc(user, "push", "--run-cache", env=env)
-        study = ("--trials", str(args.trials), "--seed", str(SEED), "--workers", "2", *space)
+        study = ("--trials", str(args.trials), "--seed", str(SEED), "--workers", "2",
+                 "--batch", "2", *space)
         outputs, phases, windows = {}, {}, {}
         runs = {"tpe": ("search", "--study", "tpe", "--sampler", "tpe", *study),
                 "random": ("search", "--study", "random", "--sampler", "random", *study),
@@ -237,7 +223,7 @@ def main() -> None:
         "",
         f"The trial TPE chose by validation: **{best.name}**, "
         + ", ".join(f"{key} {best.metrics[key]:.4f}" for key in HEADLINE)
-        + " (" + ", ".join(f"{key}={brief(best.params[key])}" for key in
+        + " (" + ", ".join(f"{key}={search.shown(best.params[key])}" for key in
                            ("model.hidden", "model.dropout", "model.learning_rate",
                             "model.optimizer", "epochs", "batch_size")) + ").",
         "",
