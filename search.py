@@ -223,8 +223,7 @@ def allows(allowed: BaseDistribution, value: Any) -> bool:
 
 def recorded_trial(name: str, params: dict, metrics: dict, space_: Space, objective: str
                    ) -> optuna.trial.FrozenTrial | None:
-    """The finished trial experiment `name` records, None if it failed (its objective not a
-    number); SweepError if it is not of `space_`."""
+    """Experiment `name`'s trial, None if it failed (no finite objective); SweepError if off."""
     for key in space_.keys:
         value = encoded(params.get(key))
         if (key in space_.fixed and value != encoded(space_.fixed[key])

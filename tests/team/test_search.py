@@ -145,8 +145,7 @@ def test_a_record_that_does_not_fit_the_command_is_refused():
 
 def made_up_study(seed: int, trials: int, record: int = 0, objective: str = "keras_val_accuracy",
                   gap: tuple[int, ...] = ()) -> search.Search:
-    """A study in batches of 2 of a made-up objective, its first `record` trials (but `gap`) from
-    a record."""
+    """A study in batches of 2 of a made-up objective, trials < `record` but `gap` on record."""
     # The record: an uninterrupted study's trials as `dvc exp show` gives them back.
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     space = search.space(["model.dropout=interval(0,0.5)", "epochs=range(1,20)",
