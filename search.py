@@ -223,7 +223,7 @@ def allows(allowed: BaseDistribution, value: Any) -> bool:
 
 def recorded_trial(name: str, params: dict, metrics: dict, space_: Space, objective: str
                    ) -> optuna.trial.FrozenTrial | None:
-    """Experiment `name`'s trial, None if it failed (no finite objective); SweepError if off."""
+    """Experiment `name` as a trial of `space_` (SweepError if not one), None if it failed."""
     for key in space_.keys:
         value = encoded(params.get(key))
         if (key in space_.fixed and value != encoded(space_.fixed[key])
