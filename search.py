@@ -6,13 +6,13 @@ import argparse
 import difflib
 import hashlib
 import json
-import os
+import math
 import re
 import secrets
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +29,10 @@ from optuna.distributions import (
 from optuna.trial import TrialState
 
 import sweep
-from stages.summary import HEADLINE, SUMMARY_KEYS
+from stages.data import SUMMARY_METRICS, atomic_path
+from stages.exits import UserError
+from stages.params import PARAMS_FILE, flatten, read
+from stages.summary import HEADLINE, SUMMARY_KEYS, TEST_ACCURACY, VAL_ACCURACY
 from sweep import SweepError, run_experiment
 
 if TYPE_CHECKING:
@@ -85,17 +88,6 @@ def shown(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else setting(value)
 
 
-def flatten(values: dict, prefix: str = "") -> dict[str, Any]:
-    """{"sgd": {"folds": 2}} → {"sgd.folds": 2}."""
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def distribution(override: Override) -> BaseDistribution:
     """The Optuna distribution of one sweep override, as Hydra's Optuna sweeper reads it."""
     value = override.value()
@@ -143,7 +135,7 @@ def space(settings: list[str], params: dict) -> Space:
             close = difflib.get_close_matches(key, known, n=1)
             hint = (f"a section; its keys: {', '.join(inside)}" if inside else
                     f"did you mean {close[0]}?" if close else "keys are dotted: model.dropout")
-            raise SweepError(f"-S {text}: params.yaml has no key {key} ({hint})")
+            raise SweepError(f"-S {text}: {PARAMS_FILE} has no key {key} ({hint})")
         if key in distributions or key in fixed:
             raise SweepError(f"-S {text}: {key} is set twice")
         if override.is_sweep_override():
@@ -162,11 +154,19 @@ def values_of(trial_params: dict[str, Any], space_: Space) -> dict[str, Any]:
             for key in space_.keys}
 
 
-def batch_seed(seed: int, first: int) -> int:
-    """The sampler's seed for the batch whose first trial is `first`."""
-    # A batch's proposals then depend on the seed and the trials told, not on how many trials
-    # were asked before it: a study resumed at a batch goes on as the uninterrupted one did.
-    return int.from_bytes(hashlib.sha256(f"{seed}/{first}".encode()).digest()[:4], "big")
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler's seed for trial `number`."""
+    # A trial's proposal then depends on the seed and the trials told, not on how many trials
+    # were asked before it: a resumed study asks a missing trial as the uninterrupted one did.
+    return int.from_bytes(hashlib.sha256(f"{seed}/{number}".encode()).digest()[:4], "big")
+
+
+def batches(trials: int, size: int, done: Container[int]) -> Iterator[list[int]]:
+    """The trial numbers still to run, by batch: the batches of `size` from 0, less `done`."""
+    # Fixed places, whatever is on record: a gap (a failed or a lost trial) changes no batch.
+    for first in range(0, trials, size):
+        if numbers := [n for n in range(first, min(first + size, trials)) if n not in done]:
+            yield numbers
 
 
 def trial_numbers(refs: str, study: str, commit: str) -> dict[int, str]:
@@ -195,10 +195,21 @@ def shown_experiments(project: Path, commit: str) -> dict[str, tuple[dict, dict]
             continue
         for experiment in baseline.get("experiments") or []:
             data = experiment["revs"][0].get("data") or {}
-            params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
-            metrics = (data.get("metrics") or {}).get("metrics/summary.json", {}).get("data", {})
+            params = (data.get("params") or {}).get(PARAMS_FILE, {}).get("data", {})
+            metrics = (data.get("metrics") or {}).get(SUMMARY_METRICS.as_posix(), {}).get(
+                "data", {})
             found[experiment["name"]] = (flatten(params), metrics)
     return found
+
+
+def objective_error(metrics: dict, objective: str) -> str | None:
+    """Why `metrics` give no objective to tell (missing, or not a finite number), or None."""
+    if objective not in metrics:
+        return f"{SUMMARY_METRICS} has no {objective}"
+    value = metrics[objective]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return f"{SUMMARY_METRICS} has {objective} = {value}, not a finite number"
+    return None
 
 
 def allows(allowed: BaseDistribution, value: Any) -> bool:
@@ -211,8 +222,8 @@ def allows(allowed: BaseDistribution, value: Any) -> bool:
 
 
 def recorded_trial(name: str, params: dict, metrics: dict, space_: Space, objective: str
-                   ) -> optuna.trial.FrozenTrial:
-    """The finished trial experiment `name` records; SweepError if it is not of `space_`."""
+                   ) -> optuna.trial.FrozenTrial | None:
+    """Experiment `name` as a trial of `space_` (SweepError if not one), None if it failed."""
     for key in space_.keys:
         value = encoded(params.get(key))
         if (key in space_.fixed and value != encoded(space_.fixed[key])
@@ -220,6 +231,8 @@ def recorded_trial(name: str, params: dict, metrics: dict, space_: Space, object
             raise SweepError(f"trial {name} has {key} = {setting(value)}, outside this command's "
                              f"-S: continue study {name.rsplit('-', 1)[0]} with its own -S, or "
                              "name another --study")
+    if objective in metrics and objective_error(metrics, objective):
+        return None
     return optuna.trial.create_trial(
         params={key: encoded(params[key]) for key in space_.distributions},
         distributions=space_.distributions, value=metrics[objective], user_attrs={"name": name})
@@ -244,6 +257,10 @@ def recorded(project: Path, args: argparse.Namespace, commit: str, space_: Space
             frozen = recorded_trial(name, params, metrics, space_, args.objective)
         except (ValueError, KeyError) as error:  # a value off a range's steps, a metric missing
             raise SweepError(f"trial {name} is not of this command's search: {error}") from None
+        if frozen is None:
+            print(f"trial {name}: {objective_error(metrics, args.objective)}: it runs again",
+                  flush=True)
+            continue
         trials[number] = {"name": name, "values": values_of(frozen.params, space_),
                           "metrics": metrics, "error": None, "frozen": frozen}
     return trials
@@ -268,9 +285,9 @@ class Search:
         """`maximising OBJECTIVE`, or minimising."""
         return f"{self.direction[:-3]}ising {self.args.objective}"
 
-    def study(self, first: int) -> optuna.Study:
-        """The study, its sampler seeded for the batch that starts with trial `first`."""
-        sampler = SAMPLERS[self.args.sampler](seed=batch_seed(self.args.seed, first))
+    def study(self, number: int) -> optuna.Study:
+        """The study, its sampler seeded for trial `number`."""
+        sampler = SAMPLERS[self.args.sampler](seed=trial_seed(self.args.seed, number))
         return optuna.create_study(storage=self.storage, study_name=self.args.study,
                                    sampler=sampler, direction=self.direction, load_if_exists=True)
 
@@ -281,9 +298,9 @@ class Search:
             study.add_trial(self.trials[number].pop("frozen"))
 
     def propose(self, numbers: list[int]) -> tuple[optuna.Study, dict[int, optuna.Trial]]:
-        """The trials `numbers` asked at once, of the study seeded for this batch."""
-        study = self.study(numbers[0])
-        return study, {n: study.ask(self.space.distributions) for n in numbers}
+        """The trials `numbers` asked at once, each of the study seeded for its number."""
+        # One storage: a trial asked sees the batch's earlier ones running (TPE's constant liar).
+        return self.study(0), {n: self.study(n).ask(self.space.distributions) for n in numbers}
 
     def tell(self, study: optuna.Study, asked: dict[int, optuna.Trial]) -> None:
         """Each asked trial's outcome (in self.trials) told, in number order."""
@@ -312,14 +329,14 @@ class Search:
               f"{self.describe(best) if best else 'none yet'}", flush=True)
 
 
-def run_batches(search: Search, todo: list[int], commit: str, client: Client) -> float:
-    """Every trial of `todo` run, `--batch` at a time; the workers' idle share meanwhile."""
+def run_batches(search: Search, commit: str, client: Client) -> float:
+    """The trials not on record run, by `--batch`; the workers' idle share meanwhile."""
     from distributed import as_completed
 
-    run_id, size = secrets.token_hex(3), search.args.batch
+    run_id = secrets.token_hex(3)
     busy = capacity = 0.0
-    for start in range(0, len(todo), size):
-        study, asked = search.propose(todo[start:start + size])
+    for numbers in batches(search.args.trials, search.args.batch, set(search.trials)):
+        study, asked = search.propose(numbers)
         futures = {}
         for n, trial in asked.items():
             name, values = f"{search.args.study}-{n}", values_of(trial.params, search.space)
@@ -329,33 +346,22 @@ def run_batches(search: Search, todo: list[int], commit: str, client: Client) ->
             future = client.submit(trial_task, commit, name, settings, f"search-{run_id}",
                                    key=f"{name}-{run_id}", pure=False)
             futures[future] = (n, name, values)
-        started = time.monotonic()
+        started, slots = time.monotonic(), sum(client.nthreads().values())
         for future in as_completed(futures):
             n, name, values = futures[future]
             result = (future.result() if future.status == "finished"
                       else {**sweep.lost_task(future, values), "name": name})
-            if not result["error"] and search.args.objective not in result["metrics"]:
-                result["error"] = f"metrics/summary.json has no {search.args.objective}"
+            if not result["error"]:
+                result["error"] = objective_error(result["metrics"], search.args.objective)
             search.trials[n] = {"name": name, "values": values, "metrics": result["metrics"],
                                 "error": result["error"]}
             busy += result["seconds"]
             search.progress(sweep.outcome(result) + (
                 "" if result["error"] else
                 f": {search.args.objective} {result['metrics'][search.args.objective]:.4f}"))
-        capacity += size * (time.monotonic() - started)
+        capacity += slots * (time.monotonic() - started)  # what the workers could have run
         search.tell(study, asked)
     return max(0.0, 1 - busy / capacity) if capacity else 0.0
-
-
-def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """`write(temporary path)`, then the file renamed onto `path`: complete or absent."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}-tmp-{os.getpid()}")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def pictures(search: Search, folder: Path) -> list[str]:
@@ -381,8 +387,8 @@ def pictures(search: Search, folder: Path) -> list[str]:
             axes.set_title("", loc=where)
         axes.set_title(f"study {search.args.study}: {search.args.objective}, {title}", loc="left")
         axes.figure.set_size_inches(8, 4.5)
-        write_atomically(folder / name, lambda path, figure=axes.figure: figure.savefig(
-            path, format="png", dpi=100, bbox_inches="tight"))
+        with atomic_path(folder / name) as path:
+            axes.figure.savefig(path, format="png", dpi=100, bbox_inches="tight")
         plt.close(axes.figure)
         drawn.append(name)
     return drawn
@@ -409,10 +415,11 @@ def report(search: Search, commit: str, command_line: str, idle: float | None) -
     table = sweep.table(rows, metrics=columns)
     lines = [f"{t['name']}: {t['error']}" for t in failed]
     if best:
-        test = best["metrics"].get("keras_test_accuracy")
+        test = best["metrics"].get(TEST_ACCURACY)
         lines.append(f"best: {best['name']}, {args.objective} "
-                     f"{search.describe(best).split(' ', 1)[1]}; its keras_test_accuracy "
-                     f"{test:.4f} (reported, never used to choose)")
+                     f"{search.describe(best).split(' ', 1)[1]}; its {TEST_ACCURACY} "
+                     + (f"{test:.4f}" if isinstance(test, int | float) else "missing")
+                     + " (reported, never used to choose)")
     if idle is not None:
         lines.append(f"workers idle {idle:.0%} of this run's batches: a batch waits for its "
                      "slowest trial, so that the same command proposes the same trials")
@@ -422,8 +429,8 @@ def report(search: Search, commit: str, command_line: str, idle: float | None) -
                f"{len(failed)} failed; {args.sampler} sampler seed {args.seed}, {search.goal}.")
     markdown = [f"# Study {args.study}", "", heading, "", "```", table, "```", "",
                 *(f"- {line}" for line in lines), "", *(f"![{name}]({name})" for name in drawn)]
-    write_atomically(folder / "report.md",
-                     lambda path: path.write_text("\n".join(markdown) + "\n"))
+    with atomic_path(folder / "report.md") as path:
+        path.write_text("\n".join(markdown) + "\n")
     print(table)
     print("\n".join(lines))
     print(f"report: {folder / 'report.md'}" + "".join(f", {folder / name}" for name in drawn))
@@ -431,7 +438,7 @@ def report(search: Search, commit: str, command_line: str, idle: float | None) -
         print(f"error: no trial of study {args.study} finished", file=sys.stderr)
         return 1
     artifact = model_artifact()
-    print(f"take it: dvc exp apply {best['name']} && dvc pull && git add -A && git commit -m "
+    print(f"take it: dvc exp apply {best['name']} && dvc pull && git commit -am "
           f"'{best['name']} of study {args.study}'")
     print("    then: dvc push && git push origin HEAD"
           + (f" && gto register {artifact} --version vX.Y.Z --push" if artifact else ""))
@@ -441,11 +448,12 @@ def report(search: Search, commit: str, command_line: str, idle: float | None) -
 def search_study(args: argparse.Namespace, command_line: str) -> int:
     """The search of `args`: the record read, the rest run, the report written; the exit code."""
     project = Path.cwd()
+    if not (project / PARAMS_FILE).is_file():
+        raise SweepError(f"no {PARAMS_FILE} here: run the search in your clone of the project")
     try:
-        params = yaml.safe_load((project / "params.yaml").read_text())
-    except OSError:
-        raise SweepError("no params.yaml here: run the search in your clone of the project"
-                         ) from None
+        params = read(PARAMS_FILE)
+    except UserError as error:  # not YAML, or not a mapping
+        raise SweepError(str(error)) from None
     space_ = space(args.set_param, params)
     if not space_.distributions:
         raise SweepError("nothing to search: give a key choice(...), range(...) or interval(...)")
@@ -465,7 +473,7 @@ def search_study(args: argparse.Namespace, command_line: str) -> int:
             print(f"search {args.study} of commit {commit[:7]}: {args.trials} trials, "
                   f"{args.batch} at a time, {args.sampler} sampler seed {args.seed}, "
                   f"{search.goal}; dashboard {client.dashboard_link}", flush=True)
-            idle = run_batches(search, todo, commit, client)
+            idle = run_batches(search, commit, client)
         finally:
             sweep.disconnect(client, args)
         sweep.pull(project, [search.trials[n]["name"] for n in todo
@@ -483,8 +491,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", required=True,
                         help="the study's name: its trials are the experiments STUDY-0, STUDY-1...")
     parser.add_argument("--trials", type=int, required=True, help="the study's number of trials")
-    parser.add_argument("--objective", default="keras_val_accuracy",
-                        help="the metric to optimise (default keras_val_accuracy); a *_loss is "
+    parser.add_argument("--objective", default=VAL_ACCURACY,
+                        help=f"the metric to optimise (default {VAL_ACCURACY}); a *_loss is "
                              f"minimised, the rest maximised: {', '.join(OBJECTIVES)}")
     parser.add_argument("--seed", type=int, default=0, help="the sampler's seed (default 0)")
     parser.add_argument("--sampler", choices=SAMPLERS, default="tpe",

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stages.data import SUMMARY_METRICS
 from stages.summary import HEADLINE
 
 if TYPE_CHECKING:
@@ -167,9 +168,10 @@ def run_experiment(commit: str, name: str, values: dict[str, str], topic: str) -
             output = command(clone, "dvc", "exp", "run", "--pull", "-n", name, *settings,
                              keep_fd=lock)
             result["ran"] = re.findall(r"Running stage '(\w+)'", output)
-            result["restored"] = [stage for match in RESTORED.findall(output)
-                                  for stage in match if stage and stage not in result["ran"]]
-            result["metrics"] = json.loads((clone / "metrics/summary.json").read_text())
+            result["restored"] = list(dict.fromkeys(  # a stage DVC names twice, counted once
+                stage for match in RESTORED.findall(output)
+                for stage in match if stage and stage not in result["ran"]))
+            result["metrics"] = json.loads((clone / SUMMARY_METRICS).read_text())
             # Data and run records first, the ref last: a ref on origin always has its data in
             # the store (`dvc exp push --run-cache` alone pushes the ref first, then uploads).
             command(clone, "dvc", "push", "--run-cache", keep_fd=lock)

@@ -1,15 +1,4 @@
-"""Optuna's TPE against its random sampler and bench/SWEEP.md's grid, each trial a DVC experiment on
-2 local Dask workers, against the local S3 store and a bare Git origin. From the repo root:
-
-    .venv/bin/python -m bench.search                           # the real data: hours of both cores
-    .venv/bin/python -m bench.search --max-samples 500 --trials 2 --tiny --out /tmp/SEARCH.md
-
-The runs: the data stages and SGD once, pushed, so that every run below restores them; (a) a TPE
-study of --trials trials over SPACE; (b) the random sampler with the same budget; (c) the same TPE
-command as a new study (a replay: every trial restored); (d) the grid of bench/sweep.py with
-`python -m sweep`, then (e) the same sweep again (restored). Writes its figures between the markers
-`<!-- search:start -->` and `<!-- search:end -->` of --out, and its pictures beside it.
-"""
+"""Optuna's TPE and random samplers and bench/SWEEP.md's grid on 2 local Dask workers."""
 
 from __future__ import annotations
 
@@ -26,9 +15,11 @@ from pathlib import Path
 
 import psutil
 
+import search
 from bench.sweep import GRID, Phase
-from scripts.toolkit import DATASET, REPO, Store, copy_project, dvc, exp_show, run, write_block
-from stages.summary import HEADLINE
+from scripts.toolkit import REPO, Store, copy_project, dvc, exp_show, run, write_block
+from stages.download import DEBIAN
+from stages.summary import HEADLINE, TEST_ACCURACY, VAL_ACCURACY
 
 # Up to 3 hidden layers of 32 to 512 units (a list is one choice: the grammar has no conditional
 # params), dropout, a log learning rate, the optimizer, epochs and batch size.
@@ -88,18 +79,13 @@ def trials(output: str) -> list[tuple[str, float, str]]:
 
 
 def best_after_k(names: list[str], shown: dict) -> list[float]:
-    """The best keras_val_accuracy among the first k trials, for each k (a failed one adds none)."""
+    """The best validation accuracy of the first k trials, for each k (a failed one adds none)."""
     best, found = float("nan"), []
     for name in names:
-        value = shown[name].metrics["keras_val_accuracy"] if name in shown else float("nan")
+        value = shown[name].metrics[VAL_ACCURACY] if name in shown else float("nan")
         best = value if best != best or value > best else best  # nan: none finished yet
         found.append(best)
     return found
-
-
-def brief(value: object) -> str:
-    """A param's value as the report shows it: a float to 4 significant digits."""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def plot(curves: dict[str, list[float]], grid: tuple[float, int], path: Path) -> None:
@@ -116,7 +102,7 @@ def plot(curves: dict[str, list[float]], grid: tuple[float, int], path: Path) ->
         axes.plot(range(1, len(values) + 1), values, marker="o", label=label)
     axes.axhline(grid[0], linestyle="--", color="grey",
                  label=f"the grid's best ({grid[1]} experiments)")
-    axes.set(xlabel="trials", ylabel="best keras_val_accuracy so far",
+    axes.set(xlabel="trials", ylabel=f"best {VAL_ACCURACY} so far",
              title="Best validation accuracy after k trials")
     axes.legend()
     figure.savefig(path, format="png", dpi=100, bbox_inches="tight")
@@ -124,7 +110,7 @@ def plot(curves: dict[str, list[float]], grid: tuple[float, int], path: Path) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--max-samples", type=int, help="default: all the data")
     parser.add_argument("--trials", type=int, default=24, help="each study's trials (default 24)")
     parser.add_argument("--tiny", action="store_true", help="epochs 1 or 2: a smoke run")
@@ -133,7 +119,7 @@ def main() -> None:
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-search-"))
     space = TINY if args.tiny else SPACE
-    params = {"download.sources": [str(DATASET)],
+    params = {"download.sources": [str(DEBIAN)],
               **({"max_samples": args.max_samples} if args.max_samples else {})}
     started = datetime.datetime.now(datetime.UTC)
     clock = StageClock(work / "clones")
@@ -142,7 +128,8 @@ def main() -> None:
         env = {**store.env(), "PYTHONPATH": str(REPO), "SWEEP_CLONES": str(work / "clones")}
         dvc(user, "repro", "sgd_cv", "split", env=env, timeout=3600)  # the stages every run shares
         dvc(user, "push", "--run-cache", env=env)
-        study = ("--trials", str(args.trials), "--seed", str(SEED), "--workers", "2", *space)
+        study = ("--trials", str(args.trials), "--seed", str(SEED), "--workers", "2",
+                 "--batch", "2", *space)
         outputs, phases, windows = {}, {}, {}
         runs = {"tpe": ("search", "--study", "tpe", "--sampler", "tpe", *study),
                 "random": ("search", "--study", "random", "--sampler", "random", *study),
@@ -163,13 +150,13 @@ def main() -> None:
     names = {key: [f"{key}-{n}" for n in range(args.trials)] for key in ("tpe", "random")}
     curves = {key: best_after_k(names[key], shown) for key in names}
     grid_names = [name for name, _, _ in trials(outputs["sweep"])]
-    grid_best = max(shown[n].metrics["keras_val_accuracy"] for n in grid_names)
+    grid_best = max(shown[n].metrics[VAL_ACCURACY] for n in grid_names)
     plot({"TPE": curves["tpe"], "random": curves["random"]}, (grid_best, len(grid_names)),
          folder / "search_best.png")
 
     def chosen(key: str) -> str:
         return max((n for n in names[key] if n in shown),
-                   key=lambda n: (shown[n].metrics["keras_val_accuracy"], -int(n.rsplit("-")[-1])))
+                   key=lambda n: (shown[n].metrics[VAL_ACCURACY], -int(n.rsplit("-")[-1])))
 
     def overhead(key: str) -> tuple[float, float]:
         """(mean task seconds, mean seconds not in a stage) of a run's trials."""
@@ -230,21 +217,21 @@ def main() -> None:
         "",
         "| | TPE | random | grid |",
         "|---|---:|---:|---:|",
-        f"| best keras_val_accuracy | {tpe_best:.4f} | {random_best:.4f} | {grid_best:.4f} |",
+        f"| best {VAL_ACCURACY} | {tpe_best:.4f} | {random_best:.4f} | {grid_best:.4f} |",
         f"| workers idle (batches of 2) | {idle['tpe'][1] if idle['tpe'] else '?'}% | "
         f"{idle['random'][1] if idle['random'] else '?'}% | |",
         "",
         f"The trial TPE chose by validation: **{best.name}**, "
         + ", ".join(f"{key} {best.metrics[key]:.4f}" for key in HEADLINE)
-        + " (" + ", ".join(f"{key}={brief(best.params[key])}" for key in
+        + " (" + ", ".join(f"{key}={search.shown(best.params[key])}" for key in
                            ("model.hidden", "model.dropout", "model.learning_rate",
                             "model.optimizer", "epochs", "batch_size")) + ").",
         "",
         "| target | measured | |",
         "|---|---|---|",
         f"| the chosen trial's test accuracy ≥ {TARGETS['test']} (the anchor's MLP: 0.900) | "
-        f"{best.metrics['keras_test_accuracy']:.4f} | "
-        f"{met(best.metrics['keras_test_accuracy'] >= TARGETS['test'])} |",
+        f"{best.metrics[TEST_ACCURACY]:.4f} | "
+        f"{met(best.metrics[TEST_ACCURACY] >= TARGETS['test'])} |",
         f"| TPE's best validation accuracy ≥ random's at {args.trials} trials | "
         f"{tpe_best:.4f} vs {random_best:.4f} | {met(tpe_best >= random_best)} |",
         f"| the replayed search ≤ {TARGETS['replay']} × the first | {replay_ratio:.2f} × "

@@ -27,6 +27,7 @@ import yaml
 
 from stages.data import OUTPUTS as STAGE_OUTPUTS
 from stages.download import DEBIAN
+from stages.params import flatten
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -206,17 +207,6 @@ class Experiment:
     state: str | None  # the executor's: "success", "failed", "running", "queued"; None for a commit
     params: dict[str, Any]  # params.yaml's values by dotted key
     metrics: dict[str, Any]  # metrics/summary.json's values
-
-
-def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"sgd": {"folds": 2}} → {"sgd.folds": 2}."""
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def exp_show(project: Path, *args: str, env: Mapping[str, str] | None = None) -> list[Experiment]:

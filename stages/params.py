@@ -4,7 +4,7 @@ Only those: a bad value of one stage's param never stops another stage."""
 
 import os
 import re
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -92,8 +92,8 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load(*keys: str, path: str | os.PathLike = PARAMS_FILE) -> Any:
-    """The validated values of `keys` in `path`, as attributes (`p.epochs`, `p.sgd.loss`)."""
+def read(path: str | os.PathLike = PARAMS_FILE) -> dict:
+    """The mapping in `path` as written, not validated; UserError if it is not one."""
     try:
         with open(path) as file:
             raw = yaml.load(file, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
@@ -106,6 +106,12 @@ def load(*keys: str, path: str | os.PathLike = PARAMS_FILE) -> Any:
         raise UserError(f"{path}: YAML syntax error{at}: {problem}") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping of keys to values, got {type(raw).__name__}")
+    return raw
+
+
+def load(*keys: str, path: str | os.PathLike = PARAMS_FILE) -> Any:
+    """The validated values of `keys` in `path`, as attributes (`p.epochs`, `p.sgd.loss`)."""
+    raw = read(path)
     fields = {key: (SCHEMA[key].annotation, SCHEMA[key]) for key in keys}
     model = create_model("Params", __base__=Section, **fields)
     try:
@@ -129,3 +135,14 @@ def describe(problem: dict, path: str | os.PathLike) -> str:
         return f"{path}: unknown key {key}"
     why = problem["msg"].removeprefix("Value error, ")
     return f"{path}: {key} = {problem['input']!r} is not allowed: {why}{allowed}"
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"sgd": {"folds": 2}} → {"sgd.folds": 2}."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

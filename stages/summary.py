@@ -16,6 +16,7 @@ from stages.exits import run
 
 # metrics/summary.json's keys, in order; every other module imports them from here.
 HEADLINE = ("sgd_cv_accuracy", "keras_val_accuracy", "keras_test_accuracy")  # the study compares
+SGD_CV_ACCURACY, VAL_ACCURACY, TEST_ACCURACY = HEADLINE
 SUMMARY_KEYS = (*HEADLINE, "sgd_cv_accuracy_std", "keras_train_accuracy", "keras_train_loss",
                 "keras_val_loss", "keras_test_loss")
 

@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -36,11 +35,11 @@ from scripts.toolkit import (
     git,
     kill_processes_in,
     processes_in,
-    run,
     venv_env,
 )
 from stages.summary import HEADLINE
 from sweep import experiment_names, grid
+from tests.team.conftest import TeamProject
 
 MAX_ITER = yaml.safe_load((REPO / "params.yaml").read_text())["sgd"]["max_iter"]
 # The reference's SGD (in the store), and another.
@@ -50,32 +49,6 @@ REFUSED = 0
 GRID_AND_REFUSED = ("-S", f"sgd.max_iter={MAX_ITER},{MAX_ITER + 1},{REFUSED}")
 UNSTORED = MAX_ITER + 7  # an SGD no test pushes: its output and run record are new to the store
 faults = pytest.mark.sweep_faults
-
-
-@dataclass
-class Sweeper:
-    """The user's clone, its bare Git origin and the store: where the module's sweeps run."""
-
-    project: Path
-    origin: Path
-    store: Store
-
-    def env(self, clones: Path) -> dict[str, str]:
-        """The store's keys, the workers' clones' home; `python -m sweep` from the repo."""
-        return {**self.store.env(), "PYTHONPATH": str(REPO), "SWEEP_CLONES": str(clones)}
-
-    def sweep(self, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-        return run(self.project, "python", "-m", "sweep", *args, env=env, timeout=600)
-
-    def start(self, *args: str, clones: Path) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "sweep", *args], cwd=self.project, text=True,
-                                env=venv_env(self.env(clones)), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
-
-    def pushed(self) -> list[str]:
-        """The experiments in the Git origin, one name per ref."""
-        refs = git(self.origin, "for-each-ref", "--format=%(refname)", "refs/exps").split()
-        return [ref.rsplit("/", 1)[1] for ref in refs if not ref.startswith("refs/exps/exec/")]
 
 
 def table_names(output: str) -> list[str]:
@@ -157,16 +130,6 @@ def read_only(store: Store) -> Iterator[ReadOnlyStore]:
         gate.server_close()
 
 
-@pytest.fixture(scope="module")
-def sweeper(tmp_path_factory: pytest.TempPathFactory, store: Store) -> Iterator[Sweeper]:
-    root = tmp_path_factory.mktemp("sweep")
-    try:
-        yield Sweeper(copy_project(root / "user", SMALL_RUN_PARAMS, origin=root / "origin.git"),
-                      root / "origin.git", store)
-    finally:
-        kill_processes_in(root)  # of any sweep run in the project
-
-
 def test_grid_is_parsed_as_dvc_exp_run_parses_it():
     assert grid(["epochs=3,5", "model.hidden=[],[100]", "model.optimizer=adam"]) == [
         {"epochs": "3", "model.hidden": "[]", "model.optimizer": "adam"},
@@ -181,10 +144,10 @@ def test_grid_is_parsed_as_dvc_exp_run_parses_it():
     assert first[0].split("-")[1] != second[0].split("-")[1]  # each sweep its own run id
 
 
-def test_sweep_on_two_local_workers_lands_in_one_exp_show(sweeper: Sweeper, tmp_path: Path):
+def test_sweep_on_two_local_workers_lands_in_one_exp_show(sweeper: TeamProject, tmp_path: Path):
     """GRID lands in `dvc exp show`; a refused value fails alone, and the sweep exits 1."""
     env = sweeper.env(tmp_path / "clones")
-    result = sweeper.sweep(*GRID_AND_REFUSED, "--workers", "2", env=env)
+    result = sweeper.run(*GRID_AND_REFUSED, "--workers", "2", env=env)
     out, names = result.stdout, table_names(result.stdout)
     assert result.returncode == 1, out + result.stderr
     assert re.search(r"dashboard http://127\.0\.0\.1:\d+/status", out)
@@ -220,7 +183,7 @@ def test_sweep_on_two_local_workers_lands_in_one_exp_show(sweeper: Sweeper, tmp_
 
 
 @faults
-def test_a_killed_worker_reruns_its_experiment_elsewhere(sweeper: Sweeper, tmp_path: Path):
+def test_a_killed_worker_reruns_its_experiment_elsewhere(sweeper: TeamProject, tmp_path: Path):
     clones = tmp_path / "clones"
     # epochs=3: none in the store, every experiment trains
     process = sweeper.start("-S", "epochs=3", *GRID, "--workers", "2", clones=clones)
@@ -257,7 +220,7 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
 
 
 @faults
-def test_unreachable_scheduler_origin_or_store_is_one_line(sweeper: Sweeper, tmp_path: Path):
+def test_unreachable_scheduler_origin_or_store_is_one_line(sweeper: TeamProject, tmp_path: Path):
     """Each checked before any task starts: one line naming what failed, exit 1, nothing pushed."""
     clones, before, closed = tmp_path / "clones", sweeper.pushed(), f"127.0.0.1:{free_port()}"
     env = sweeper.env(clones)
@@ -277,7 +240,7 @@ def test_unreachable_scheduler_origin_or_store_is_one_line(sweeper: Sweeper, tmp
         git(sweeper.project, "remote", "set-url", "origin", str(origin or sweeper.origin))
         try:
             started = time.monotonic()
-            line = one_line_error(sweeper.sweep("-S", "epochs=1,2", *args, env=case_env))
+            line = one_line_error(sweeper.run("-S", "epochs=1,2", *args, env=case_env))
             # "In a few seconds" (docs/team.md): a guard a machine ten times slower passes.
             assert time.monotonic() - started < 120, case
         finally:
@@ -289,7 +252,7 @@ def test_unreachable_scheduler_origin_or_store_is_one_line(sweeper: Sweeper, tmp
 
 
 @faults
-def test_two_sweeps_at_once_lose_no_experiment_and_a_refused_value_fails_alone(sweeper: Sweeper,
+def test_two_sweeps_at_once_lose_no_experiment_and_a_refused_value_fails_alone(sweeper: TeamProject,
                                                                                tmp_path: Path):
     """Into one origin at once: GRID, and a sweep of which the params refuse one value."""
     processes = [sweeper.start(*grid, "--workers", "1", clones=tmp_path / f"clones{i}")
@@ -308,15 +271,15 @@ def test_two_sweeps_at_once_lose_no_experiment_and_a_refused_value_fails_alone(s
 
 @faults
 def test_a_store_refusing_uploads_fails_the_experiment_and_no_ref_reaches_origin(
-        sweeper: Sweeper, tmp_path: Path):
+        sweeper: TeamProject, tmp_path: Path):
     """Data first, ref last: the workers' `dvc push` refused (403), so no `dvc exp push` either."""
     origin = tmp_path / "origin.git"  # its own origin: no ref of another test's sweep
     project = copy_project(tmp_path / "user", SMALL_RUN_PARAMS, origin=origin)
     with read_only(sweeper.store) as store:
-        user = Sweeper(project, origin, sweeper.store)
+        user = TeamProject("sweep", project, origin, sweeper.store)
         env = {**user.env(tmp_path / "clones"), "AWS_ENDPOINT_URL_S3": store.endpoint}
         try:
-            result = user.sweep("-S", f"sgd.max_iter={UNSTORED}", "--workers", "1", env=env)
+            result = user.run("-S", f"sgd.max_iter={UNSTORED}", "--workers", "1", env=env)
         finally:
             kill_processes_in(tmp_path)
     (name,) = table_names(result.stdout)
@@ -329,7 +292,7 @@ def test_a_store_refusing_uploads_fails_the_experiment_and_no_ref_reaches_origin
 
 
 @faults
-def test_tls_cluster_from_the_command_line(sweeper: Sweeper, tmp_path: Path):
+def test_tls_cluster_from_the_command_line(sweeper: TeamProject, tmp_path: Path):
     """`dask scheduler` and two `dask worker`s, as on separate machines, TLS with certificates."""
     # Each worker has its own directory and HOME, so its own clones.
     import trustme
@@ -361,8 +324,8 @@ def test_tls_cluster_from_the_command_line(sweeper: Sweeper, tmp_path: Path):
     try:
         client_env = {"PYTHONPATH": str(REPO)}  # the collecting machine needs Git, no store keys
         # --timeout: a generous wait for the scheduler and a first worker to come up.
-        result = sweeper.sweep(*GRID, "--scheduler", address, "--timeout", "120", *tls("client"),
-                               env=client_env)
+        result = sweeper.run(*GRID, "--scheduler", address, "--timeout", "120", *tls("client"),
+                             env=client_env)
         assert result.returncode == 0, result.stdout + result.stderr
         names = table_names(result.stdout)
         assert len(names) == 2 and {e.name for e in exp_show(sweeper.project)} >= set(names)
@@ -374,8 +337,8 @@ def test_tls_cluster_from_the_command_line(sweeper: Sweeper, tmp_path: Path):
               context.wrap_socket(raw, server_hostname="127.0.0.1") as tls_socket):
             tls_socket.recv(1)  # TLS 1.3: the server's refusal comes after the client's Finished
         # and so is one whose certificate another CA signed: the sweep says so in one line.
-        refused = sweeper.sweep(*GRID, "--scheduler", address, "--timeout", "3",
-                                *tls("other", trustme.CA()), env=client_env)
+        refused = sweeper.run(*GRID, "--scheduler", address, "--timeout", "3",
+                              *tls("other", trustme.CA()), env=client_env)
         said = f"error: cannot use the Dask scheduler at {address}: "
         assert one_line_error(refused).startswith(said)
     finally:
