@@ -370,6 +370,7 @@ def pictures(search: Search, folder: Path) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     from optuna.visualization.matplotlib import plot_optimization_history, plot_param_importances
 
     finished = sum(1 for trial in search.trials.values() if not trial["error"])
@@ -387,6 +388,8 @@ def pictures(search: Search, folder: Path) -> list[str]:
             axes.set_title("", loc=where)
         axes.set_title(f"study {search.args.study}: {search.args.objective}, {title}", loc="left")
         axes.figure.set_size_inches(8, 4.5)
+        if plot is plot_optimization_history:
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are whole numbers
         with atomic_path(folder / name) as path:
             axes.figure.savefig(path, format="png", dpi=100, bbox_inches="tight")
         plt.close(axes.figure)
