@@ -40,13 +40,14 @@ if TYPE_CHECKING:
     from hydra.core.override_parser.types import Override
 
 # The worker task goes to the cluster by value, as under `python -m sweep`, so that the scheduler
-# and the workers need the venv, not this project's files: distributed sends a task of __main__
-# with cloudpickle, which sends sweep's functions by value once sweep is registered so.
+# and the workers need the venv, not this project's files. distributed pickles a function of an
+# importable module by reference (run_experiment submitted directly fails there: `sweep` is not
+# importable); a function of __main__ goes through cloudpickle, which then takes sweep's by value.
 cloudpickle.register_pickle_by_value(sweep)
 
 
 def trial_task(commit: str, name: str, values: dict[str, str], topic: str) -> dict:
-    """The sweep's worker task, run_experiment, on a worker (as `python -m search`: by value)."""
+    """The sweep's worker task, run_experiment, sent from __main__ so that it travels by value."""
     return run_experiment(commit, name, values, topic)
 
 
@@ -312,11 +313,16 @@ class Search:
                 asked[n].set_user_attr("name", outcome["name"])
                 study.tell(asked[n], outcome["metrics"][self.args.objective])
 
+    def rank(self, number: int) -> tuple:
+        """Trial `number`'s place, best first: finished by objective, then failed, then number."""
+        trial, sign = self.trials[number], -1 if self.direction == "maximize" else 1
+        return (bool(trial["error"]),
+                0 if trial["error"] else sign * trial["metrics"][self.args.objective], number)
+
     def best(self) -> dict | None:
         """The finished trial with the best objective (the lowest number among equals)."""
-        done = [t for _, t in sorted(self.trials.items()) if not t["error"]]
-        sign = -1 if self.direction == "maximize" else 1
-        return min(done, key=lambda t: sign * t["metrics"][self.args.objective], default=None)
+        first = min(self.trials, key=self.rank, default=None)
+        return None if first is None or self.trials[first]["error"] else self.trials[first]
 
     def describe(self, trial: dict) -> str:
         """`name objective (key=value ...)` of a finished trial."""
@@ -406,15 +412,12 @@ def model_artifact() -> str | None:
 def report(search: Search, commit: str, command_line: str, idle: float | None) -> int:
     """The table, the best trial, the report and its pictures; the exit code."""
     args, best = search.args, search.best()
-    sign = -1 if search.direction == "maximize" else 1
-    ordered = sorted(search.trials.items(), key=lambda item: (
-        item[1]["error"] is not None,
-        sign * item[1]["metrics"][args.objective] if not item[1]["error"] else 0, item[0]))
+    ordered = [search.trials[n] for n in sorted(search.trials, key=search.rank)]
     columns = (*([args.objective] if args.objective not in HEADLINE else []), *HEADLINE)
     rows = [{"name": t["name"], "metrics": t["metrics"],
              "params": {key: shown(value) for key, value in t["values"].items()}}
-            for _, t in ordered]
-    failed = [t for _, t in ordered if t["error"]]
+            for t in ordered]
+    failed = [t for t in ordered if t["error"]]
     table = sweep.table(rows, metrics=columns)
     lines = [f"{t['name']}: {t['error']}" for t in failed]
     if best:

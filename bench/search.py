@@ -18,7 +18,7 @@ import psutil
 import search
 from bench.sweep import GRID, Phase
 from scripts.toolkit import REPO, Store, copy_project, dvc, exp_show, run, write_block
-from stages.download import DEBIAN
+from stages.data import DEBIAN
 from stages.summary import HEADLINE, TEST_ACCURACY, VAL_ACCURACY
 
 # Up to 3 hidden layers of 32 to 512 units (a list is one choice: the grammar has no conditional

@@ -28,7 +28,7 @@ from scripts.toolkit import (
     venv_env,
     write_block,
 )
-from stages.download import DEBIAN
+from stages.data import DEBIAN
 from stages.summary import HEADLINE
 
 GRID = ["-S", "epochs=3,5", "-S", "model.optimizer=rmsprop,adam", "-S", "model.hidden=[],[100]"]

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from scripts.toolkit import REPO, Store, clone, copy_project, dvc, git
-from stages.download import DEBIAN
+from stages.data import DEBIAN
 
 SWEEP = [["-S", f"model.learning_rate={rate}"] for rate in (0.0005, 0.002, 0.004, 0.008)]
 

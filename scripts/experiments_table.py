@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from scripts.toolkit import REPO, CommandFailed, copy_project, dvc, exp_show, git, write_block
-from stages.download import DEBIAN
+from stages.data import DEBIAN
 from stages.summary import HEADLINE
 
 DEFAULT_EXPERIMENTS = ["epochs=10", "model.hidden=[100]", "model.optimizer=adam"]

@@ -25,8 +25,8 @@ from typing import Any, Self
 import psutil
 import yaml
 
+from stages.data import DEBIAN
 from stages.data import OUTPUTS as STAGE_OUTPUTS
-from stages.download import DEBIAN
 from stages.params import flatten
 
 REPO = Path(__file__).resolve().parents[1]

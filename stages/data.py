@@ -13,6 +13,7 @@ import numpy as np
 
 from stages.exits import UserError
 
+DEBIAN = Path("/usr/share/datasets/fashion-mnist")  # where dataset-fashion-mnist puts the files
 # The sha256 of each file's decompressed IDX bytes: mirrors recompress, so the .gz bytes differ.
 FILES = {
     "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",

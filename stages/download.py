@@ -12,11 +12,10 @@ import pooch
 import requests
 
 from stages import params
-from stages.data import FILES, RAW_DIR, atomic_path
+from stages.data import DEBIAN, FILES, RAW_DIR, atomic_path
 from stages.exits import UserError, run
 
 PARAMS = ("download",)
-DEBIAN = Path("/usr/share/datasets/fashion-mnist")  # where dataset-fashion-mnist puts the files
 
 
 class SourceFailed(Exception):

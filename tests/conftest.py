@@ -29,7 +29,7 @@ from scripts.toolkit import (
     run,
     venv_env,
 )
-from stages.download import DEBIAN
+from stages.data import DEBIAN
 
 
 def pytest_configure() -> None:

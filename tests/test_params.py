@@ -4,7 +4,7 @@ import typing
 
 from scripts.toolkit import REPO
 from stages import params
-from stages.download import DEBIAN
+from stages.data import DEBIAN
 
 
 def test_defaults_reproduce_the_study():

@@ -13,7 +13,7 @@ from PIL import Image
 
 import predict
 from scripts.toolkit import REPO, run
-from stages.download import DEBIAN
+from stages.data import DEBIAN
 
 N = 10  # test images
 
