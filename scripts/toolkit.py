@@ -17,7 +17,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -234,9 +234,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def closed_port_url() -> str:
-    """An http URL on 127.0.0.1 where nothing listens (connection refused)."""
-    return f"http://127.0.0.1:{free_port()}/"
+@contextlib.contextmanager
+def closed_port() -> Iterator[str]:
+    """`127.0.0.1:PORT`, bound and never listening: refused, and no other process can take it."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{closed.getsockname()[1]}"
 
 
 def stages_command(*names: str) -> list[str]:

@@ -22,6 +22,7 @@ from scripts.toolkit import (
     SMALL_RUN_PARAMS,
     VENV_BIN,
     Store,
+    closed_port,
     copy_project,
     dvc,
     exp_show,
@@ -63,6 +64,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker(pytest.mark.xdist_group(group(item)))
     items.sort(key=lambda item: (group(item) != "queued_experiments", group(item) in waiting,
                                  group(item) not in team))
+
+
+@pytest.fixture(scope="session")
+def closed_address() -> Iterator[str]:
+    """`127.0.0.1:PORT` where every connection is refused, for the whole session."""
+    with closed_port() as address:
+        yield address
 
 
 @pytest.fixture(scope="session")
@@ -118,8 +126,8 @@ class ReferenceRun:
     stdout: str  # what `dvc repro` printed
     stderr: str
     # By stage of CONCURRENT_DURING, a second `dvc repro` started while it ran (for
-    # tests/reliability/test_concurrency.py): exit code, output, seconds, first still running.
-    attempts: dict[str, tuple[int, str, float, bool]]
+    # tests/reliability/test_concurrency.py): exit code, output, whether the first still ran.
+    attempts: dict[str, tuple[int, str, bool]]
 
 
 @pytest.fixture(scope="session")
@@ -148,10 +156,9 @@ def reference_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str, data
                     lines.append(line)
                     for during in (name for name in CONCURRENT_DURING
                                    if f"Running stage '{name}'" in line):
-                        start = time.monotonic()
                         second = dvc(project, "repro", env=env, check=False)
                         attempts[during] = (second.returncode, second.stdout + second.stderr,
-                                            time.monotonic() - start, first.poll() is None)
+                                            first.poll() is None)
                 first.wait(600)
                 stderr.seek(0)
                 result = {"stdout": "".join(lines), "stderr": stderr.read(), "attempts": attempts}

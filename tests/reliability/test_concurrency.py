@@ -19,7 +19,7 @@ CAUSES = ("lock", "busy")  # DVC's repository lock, or a stage's paths under its
 @pytest.mark.parametrize("during", CONCURRENT_DURING)
 def test_a_second_repro_is_refused_cleanly(during, reference_run):
     """Refused at once: it ended while the first still ran, whatever the machine's speed."""
-    code, output, _, first_still_running = reference_run.attempts[during]
+    code, output, first_still_running = reference_run.attempts[during]
     assert code != 0 and any(cause in output.lower() for cause in CAUSES), output
     assert "Running stage" not in output and "Traceback" not in output, output
     assert first_still_running, "the first run ended before the refusal: it waited, or no test"

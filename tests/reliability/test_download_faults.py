@@ -22,7 +22,7 @@ import trustme
 import yaml
 from tqdm import tqdm
 
-from scripts.toolkit import REPO, closed_port_url, snapshot, wait_for
+from scripts.toolkit import REPO, snapshot, wait_for
 from stages import download as stage
 from stages.data import FILES
 from stages.exits import INTERRUPTED
@@ -110,11 +110,11 @@ CASES = {
 TIMEOUTS = {"stalled-transfer": 2}
 
 
-def faulty_source(case: str, mirror, authority) -> tuple:
-    """CASES[case]'s mirror (None: a closed port), its URL and the facts of its fault."""
+def faulty_source(case: str, mirror, authority, closed: str) -> tuple:
+    """CASES[case]'s mirror (None: the `closed` port), its URL and the facts of its fault."""
     behaviour, certificate, *_, facts = CASES[case]
     server = mirror(behaviour, certificate and certificate(authority)) if behaviour else None
-    url = server.url if server else closed_port_url()
+    url = server.url if server else f"http://{closed}/"
     return server, url, tuple(fact.replace("{url}", url) for fact in facts)
 
 
@@ -133,9 +133,9 @@ def names(reason: str, facts: tuple[str, ...]) -> bool:
 
 @pytest.mark.parametrize("case", CASES)
 def test_a_faulty_mirror_falls_through_to_the_next_source(case, tmp_path, dataset, mirror,
-                                                          authority, capsys):
+                                                          authority, closed_address, capsys):
     """One line names the fault; data/raw comes whole from Debian's files."""
-    server, url, facts = faulty_source(case, mirror, authority)
+    server, url, facts = faulty_source(case, mirror, authority, closed_address)
     _, _, retries, requests, _ = CASES[case]
     out = tmp_path / "data" / "raw"
     timeout = TIMEOUTS.get(case, TIMEOUT)
@@ -161,7 +161,7 @@ def test_a_flaky_mirror_succeeds_on_the_next_attempt(tmp_path, mirror):
                          ids=["mirrors-and-a-missing-directory", "damaged-package"])
 def test_when_every_source_fails_one_error_names_each_and_the_fix(damaged, tmp_path, dataset,
                                                                    mirror, authority, monkeypatch,
-                                                                   entry_point):
+                                                                   entry_point, closed_address):
     """Exit 1: a line per source but the last, one error naming each fault and the fix that fits."""
     if damaged:  # the fix: reinstall the package whose own files fail
         monkeypatch.setattr(stage, "DEBIAN", tmp_path / "fashion-mnist")
@@ -173,7 +173,8 @@ def test_when_every_source_fails_one_error_names_each_and_the_fix(damaged, tmp_p
                "`apt-get install --reinstall dataset-fashion-mnist`")
     else:  # the fix: install the package
         cases = ("http-error-status", "not-gzip", "expired-certificate", "connection-refused")
-        faults = dict(faulty_source(case, mirror, authority)[1:] for case in cases)
+        faults = dict(faulty_source(case, mirror, authority, closed_address)[1:]
+                      for case in cases)
         faults[str(tmp_path / "nowhere")] = (f"{tmp_path / 'nowhere' / FIRST}.gz does not exist",)
         fix = (f"`apt-get install dataset-fashion-mnist` (puts the files in {stage.DEBIAN}), "
                "or list a reachable mirror under download.sources in params.yaml")

@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +14,7 @@ from scripts.toolkit import (
     VENV_BIN,
     Store,
     clone,
+    closed_port,
     copy_project,
     digests,
     dvc,
@@ -104,11 +104,8 @@ def fault_runs(shared, tmp_path_factory):
         result = dvc(root, *COMMANDS[command], env=env, check=False)
         return result, before == (git(root, "status", "--porcelain"), digests(root, LOCAL))
 
-    # Bound but not listening, the port refuses connections, and no other process (another xdist
-    # worker's store) can take it while the commands run.
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    with closed_port() as closed:  # no other xdist worker's store can take it meanwhile
+        endpoint = f"http://{closed}"
         cases = [(fault, command) for fault in FAULTS for command in COMMANDS]
         with ThreadPoolExecutor(len(cases)) as pool:
             runs = pool.map(lambda case: attempt(*case, endpoint), cases)
@@ -154,12 +151,11 @@ def test_store_stopped_during_a_push_then_the_push_completes(shared, tmp_path):
     assert (git(project, "status", "--porcelain"), digests(project, LOCAL)) == before
 
     store.extra_args = ()
-    store.start()
-    dvc(project, "push")
-    b = clone(origin, tmp_path / "b")
-    store.configure(b)
-    dvc(b, "pull", "download")
-    store.stop()
+    with store.start():  # stopped again however the block ends
+        dvc(project, "push")
+        b = clone(origin, tmp_path / "b")
+        store.configure(b)
+        dvc(b, "pull", "download")
     assert digests(b, ("data/raw",)) == digests(project, ("data/raw",))
     assert "up to date" in dvc(b, "status", "download").stdout
 

@@ -220,9 +220,10 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
 
 
 @faults
-def test_unreachable_scheduler_origin_or_store_is_one_line(sweeper: TeamProject, tmp_path: Path):
+def test_unreachable_scheduler_origin_or_store_is_one_line(sweeper: TeamProject, tmp_path: Path,
+                                                           closed_address: str):
     """Each checked before any task starts: one line naming what failed, exit 1, nothing pushed."""
-    clones, before, closed = tmp_path / "clones", sweeper.pushed(), f"127.0.0.1:{free_port()}"
+    clones, before, closed = tmp_path / "clones", sweeper.pushed(), closed_address
     env = sweeper.env(clones)
     store_refused = "error: the DVC remote 'storage' is unreachable or refuses the keys"
     cases = {  # the sweep's arguments, its environment, the origin; its line's start, the cause
