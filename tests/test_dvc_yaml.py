@@ -44,6 +44,9 @@ def test_dvc_yaml_declares_exactly_the_code_and_params_a_stage_reads_and_its_out
                 for path in stage.get("outs", []) + stage.get("metrics", [])]
     assert declared == [str(path) for path in OUTPUTS[name]]
     assert list(STAGES) == list(OUTPUTS)
+    # Its data: other stages' outputs as they name them, not a file inside one (dvc.yaml says why).
+    data = {d for d in stage["deps"] if not d.startswith("stages/")}
+    assert data <= {str(path) for paths in OUTPUTS.values() for path in paths}, data
 
 
 def test_summary_is_the_one_metrics_file_and_every_other_output_is_cached():
