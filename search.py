@@ -189,18 +189,9 @@ def trial_numbers(refs: str, study: str, commit: str) -> dict[int, str]:
 
 def shown_experiments(project: Path, commit: str) -> dict[str, tuple[dict, dict]]:
     """{name: (params by dotted key, metrics)} of `commit`'s experiments in `dvc exp show`."""
-    listed = json.loads(sweep.command(project, "dvc", "exp", "show", "--json", timeout=600))
-    found = {}
-    for baseline in listed:
-        if baseline["rev"] != commit:
-            continue
-        for experiment in baseline.get("experiments") or []:
-            data = experiment["revs"][0].get("data") or {}
-            params = (data.get("params") or {}).get(PARAMS_FILE, {}).get("data", {})
-            metrics = (data.get("metrics") or {}).get(SUMMARY_METRICS.as_posix(), {}).get(
-                "data", {})
-            found[experiment["name"]] = (flatten(params), metrics)
-    return found
+    listing = json.loads(sweep.command(project, "dvc", "exp", "show", "--json", timeout=600))
+    return {row.name: (row.params, row.metrics) for row in sweep.shown_rows(listing)
+            if row.baseline == commit and row.name}
 
 
 def objective_error(metrics: dict, objective: str) -> str | None:

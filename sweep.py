@@ -17,10 +17,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stages.data import SUMMARY_METRICS
+from stages.params import PARAMS_FILE, flatten
 from stages.summary import HEADLINE
 
 if TYPE_CHECKING:
@@ -37,6 +39,34 @@ RESTORED = re.compile(r"Stage '(\w+)' (?:didn't change, skipping|is cached - ski
 
 class SweepError(Exception):
     """A failure the user can act on, said in one line."""
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One row of `dvc exp show --json`: a commit (name None) or one of its experiments."""
+
+    baseline: str  # the commit's rev ("workspace" for the workspace's row)
+    name: str | None
+    rev: str
+    state: str | None  # the executor's: "success", "failed", "running", "queued"; None for a commit
+    params: dict[str, Any]  # params.yaml's values by dotted key
+    metrics: dict[str, Any]  # metrics/summary.json's values
+
+
+def shown_rows(listing: list[dict]) -> list[Shown]:
+    """The rows of `dvc exp show --json`'s `listing`: each commit, then its experiments."""
+    found = []
+    for commit in listing:
+        rows = [(None, commit, {})] + [(e["name"], e["revs"][0], e.get("executor") or {})
+                                       for e in commit.get("experiments") or []]
+        for name, row, executor in rows:
+            data = row.get("data") or {}
+            params = (data.get("params") or {}).get(PARAMS_FILE, {}).get("data", {})
+            metrics = (data.get("metrics") or {}).get(SUMMARY_METRICS.as_posix(), {}).get(
+                "data", {})
+            found.append(Shown(commit["rev"], name, row["rev"],
+                               executor.get("state") if name else None, flatten(params), metrics))
+    return found
 
 
 def redact(text: str) -> str:

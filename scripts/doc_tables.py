@@ -7,7 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from scripts.toolkit import REPO, flatten, replace_block
+from scripts.toolkit import REPO, default_params, replace_block
+from stages.params import flatten
 from stages.summary import SUMMARY_KEYS
 
 # What the README calls each figure of metrics/summary.json, in its order (SUMMARY_KEYS).
@@ -49,7 +50,7 @@ def generated() -> dict[Path, str]:
     """Each document's text with its tables as the files they describe say."""
     readme, params_doc = REPO / "README.md", REPO / "docs" / "params.md"
     summary = json.loads((REPO / "metrics" / "summary.json").read_text())
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = default_params()
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     return {
         readme: replace_block(readme.read_text(), "results", results_table(summary)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import re
 import secrets
@@ -27,7 +28,8 @@ import yaml
 
 from stages.data import DEBIAN
 from stages.data import OUTPUTS as STAGE_OUTPUTS
-from stages.params import flatten
+from stages.params import PARAMS_FILE, read
+from sweep import CLONES_VARIABLE, Shown, shown_rows
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -53,6 +55,11 @@ OUTPUTS = tuple(str(path) for paths in STAGE_OUTPUTS.values() for path in paths)
 
 class CommandFailed(AssertionError):
     """A command run by run(check=True), dvc() or git() failed; the message holds its output."""
+
+
+def default_params() -> dict:
+    """The committed params.yaml, a fresh copy each call."""
+    return read(REPO / PARAMS_FILE)
 
 
 def venv_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -81,6 +88,17 @@ def dvc(cwd: Path, *args: str, env: Mapping[str, str] | None = None, check: bool
         timeout: float | None = 600) -> subprocess.CompletedProcess:
     """The venv's `dvc ARGS` in `cwd`; raises with its output on failure unless `check=False`."""
     return run(cwd, "dvc", *args, env=env, check=check, timeout=timeout)
+
+
+def module_output(project: Path, module: str, *args: str, env: Mapping[str, str],
+                  timeout: float = 6 * 3600) -> str:
+    """The stdout of `python -m MODULE ARGS` in `project`; if it fails, exit with its last line."""
+    result = run(project, "python", "-m", module, *args, env=env, timeout=timeout)
+    if result.returncode != 0:  # its `error:` line, or a traceback's last
+        why = (result.stderr.strip() or "no output on stderr").splitlines()[-1]
+        raise SystemExit(f"error: `python -m {module}` in {project} exited with "
+                         f"{result.returncode}: {why.removeprefix('error: ')}")
+    return result.stdout
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -179,7 +197,8 @@ def replace_block(text: str, name: str, block: str) -> str:
 
 def write_block(path: Path, name: str, block: str) -> None:
     """Rewrite the `name` block of the Markdown file `path` (replace_block), the rest as it was."""
-    path.write_text(replace_block(path.read_text(), name, block))
+    text = path.read_text() if path.exists() else f"<!-- {name}:start -->\n<!-- {name}:end -->\n"
+    path.write_text(replace_block(text, name, block))
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
@@ -198,34 +217,10 @@ def ran_stages(output: str) -> list[str]:
     return re.findall(r"Running stage '(\w+)'", output)
 
 
-@dataclass
-class Experiment:
-    """One row of `dvc exp show --json`: a commit (name None) or an experiment of it."""
-
-    name: str | None
-    rev: str
-    state: str | None  # the executor's: "success", "failed", "running", "queued"; None for a commit
-    params: dict[str, Any]  # params.yaml's values by dotted key
-    metrics: dict[str, Any]  # metrics/summary.json's values
-
-
-def exp_show(project: Path, *args: str, env: Mapping[str, str] | None = None) -> list[Experiment]:
+def exp_show(project: Path, *args: str, env: Mapping[str, str] | None = None) -> list[Shown]:
     """`dvc exp show --json ARGS`: the commits and their experiments, the workspace left out."""
-    import json
-
-    found = []
-    for commit in json.loads(dvc(project, "exp", "show", "--json", *args, env=env).stdout):
-        if commit["rev"] == "workspace":
-            continue
-        rows = [(None, commit, {})] + [(e["name"], e["revs"][0], e.get("executor") or {})
-                                       for e in commit.get("experiments") or []]
-        for name, row, executor in rows:
-            data = row.get("data") or {}
-            params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
-            metrics = (data.get("metrics") or {}).get("metrics/summary.json", {}).get("data", {})
-            state = executor.get("state") if name else None
-            found.append(Experiment(name, row["rev"], state, flatten(params), metrics))
-    return found
+    listing = json.loads(dvc(project, "exp", "show", "--json", *args, env=env).stdout)
+    return [row for row in shown_rows(listing) if row.baseline != "workspace"]
 
 
 def free_port() -> int:
@@ -242,11 +237,11 @@ def closed_port() -> Iterator[str]:
         yield f"127.0.0.1:{closed.getsockname()[1]}"
 
 
-def stages_command(*names: str) -> list[str]:
-    """One process that runs each stage as `python -m stages.<name>` does, in turn, in its cwd.
+def stages_command(*names: str, prelude: str = "") -> list[str]:
+    """One process that runs `prelude`, then each stage as `python -m stages.<name>` does, in turn.
 
     One fresh process: TensorFlow is imported once and nothing of the caller's state inherited."""
-    return [str(VENV_BIN / "python"), "-c", "import runpy; " + "; ".join(
+    return [str(VENV_BIN / "python"), "-c", prelude + "import runpy; " + "; ".join(
         f"runpy.run_module('stages.{name}', run_name='__main__')" for name in names)]
 
 
@@ -319,6 +314,10 @@ class Store:
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_EC2_METADATA_DISABLED": "true",  # never ask 169.254.169.254 for credentials
         }
+
+    def sweep_env(self, clones: Path) -> dict[str, str]:
+        """env(), the sweep's modules from this repo, and `clones` as the workers' clones' home."""
+        return {**self.env(), "PYTHONPATH": str(REPO), CLONES_VARIABLE: str(clones)}
 
     def remote_settings(self) -> list[tuple[str, str]]:
         return [("endpointurl", self.endpoint), ("access_key_id", self.key),

@@ -5,9 +5,8 @@ import zipfile
 
 import numpy as np
 import pytest
-import yaml
 
-from scripts.toolkit import REPO, error_line, run
+from scripts.toolkit import REPO, default_params, error_line, run
 from stages import params
 from stages.keras_model import import_keras, save_model
 from stages.train import build_model, train
@@ -15,7 +14,7 @@ from stages.train import build_model, train
 
 def model_params(**changes) -> params.Model:
     """The study's network (params.yaml's `model`), `changes` applied."""
-    study = yaml.safe_load((REPO / "params.yaml").read_text())["model"]
+    study = default_params()["model"]
     return params.Model(**{**study, **changes})
 
 

@@ -13,7 +13,7 @@ USER_SEES = (
     "or `'<path>' is busy, it is being blocked by: (PID n): dvc repro`; the first completes as if "
     "alone"
 )
-CAUSES = ("lock", "busy")  # DVC's repository lock, or a stage's paths under its read/write lock
+CAUSES = ("acquire lock", "is busy")  # the repository lock, or a stage's paths' read/write lock
 
 
 @pytest.mark.parametrize("during", CONCURRENT_DURING)

@@ -51,8 +51,8 @@ def from_scratch(reference: Path, tmp_path_factory: pytest.TempPathFactory
     for path in (path for outputs in OUTPUTS.values() for path in outputs):
         remove(project / path)
     assert digests(project) == {}
-    python, flag, code = stages_command(*STAGES)
-    run(project, python, flag, AUDITING.format(log=str(root / "audit.log")) + code, check=True)
+    prelude = AUDITING.format(log=str(root / "audit.log"))
+    run(project, *stages_command(*STAGES, prelude=prelude), check=True)
     return project, [line.split("\t") for line in (root / "audit.log").read_text().splitlines()]
 
 

@@ -3,7 +3,6 @@
 import os
 import shutil
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from scripts.toolkit import (
     dvc,
     git,
     venv_env,
+    wait_for,
 )
 
 FAULT_CLASS = "store: the shared S3 remote fails, or the disk fills"
@@ -136,11 +136,14 @@ def test_store_stopped_during_a_push_then_the_push_completes(shared, tmp_path):
     push = subprocess.Popen([str(VENV_BIN / "dvc"), "push"], cwd=project, text=True,
                             env=venv_env({"AWS_MAX_ATTEMPTS": "1"}), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def first_object_stored() -> bool:
+        assert push.poll() is None, push.communicate()
+        stored = (tmp_path / "store").rglob("*")
+        return any(p.is_file() and ".partial" not in p.name for p in stored)
+
     try:
-        while not [p for p in (tmp_path / "store").rglob("*")
-                   if p.is_file() and ".partial" not in p.name]:
-            assert push.poll() is None, push.communicate()
-            time.sleep(0.01)
+        assert wait_for(first_object_stored, timeout=300, interval=0.01), "nothing was stored"
     finally:
         store.stop()  # in the middle: the first object is there, the 47 MB images are not
     out, err = push.communicate(timeout=300)

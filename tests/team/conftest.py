@@ -1,23 +1,30 @@
 """The team tests' project: the user's clone, its bare Git origin and the store, per module."""
 
+import contextlib
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 
 from scripts.toolkit import (
-    REPO,
     SMALL_RUN_PARAMS,
     Store,
     copy_project,
+    default_params,
     git,
     kill_processes_in,
+    processes_in,
     run,
     venv_env,
+    wait_for,
 )
+
+MAX_ITER = default_params()["sgd"]["max_iter"]  # the reference's SGD (in the store); sweeps vary it
 
 
 @dataclass
@@ -31,7 +38,7 @@ class TeamProject:
 
     def env(self, clones: Path) -> dict[str, str]:
         """The store's keys and the workers' clones' home; the module from the repo."""
-        return {**self.store.env(), "PYTHONPATH": str(REPO), "SWEEP_CLONES": str(clones)}
+        return self.store.sweep_env(clones)
 
     def run(self, *args: str, env: Mapping[str, str], project: Path | None = None
             ) -> subprocess.CompletedProcess:
@@ -49,6 +56,40 @@ class TeamProject:
         """The experiments in the Git origin, one name per ref."""
         refs = git(self.origin, "for-each-ref", "--format=%(refname)", "refs/exps").split()
         return [ref.rsplit("/", 1)[1] for ref in refs if not ref.startswith("refs/exps/exec/")]
+
+
+def kill_the_worker_in_train(clones: Path, command: subprocess.Popen) -> bool:
+    """SIGKILL the Dask worker of the first experiment under `clones` to reach train."""
+
+    def killed() -> bool:
+        assert command.poll() is None, "the command ended before any experiment reached train"
+        for train in processes_in(clones, "stages.train"):
+            # The worker that started train's `dvc exp run` (it may have ended meanwhile).
+            with contextlib.suppress(psutil.Error, StopIteration):
+                dvc_run = next(p for p in train.parents() if p.cmdline()[2:4] == ["exp", "run"])
+                dvc_run.parent().send_signal(signal.SIGKILL)
+                return True
+        return False
+
+    return bool(wait_for(killed, timeout=300, interval=0.2))
+
+
+@contextlib.contextmanager
+def dask_processes(root: Path) -> Iterator[Callable[..., None]]:
+    """Start quiet `dask ARGS` processes (`start`); at the end all are killed, with their work."""
+    dask, started = str(Path(sys.executable).parent / "dask"), []
+
+    def start(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> None:
+        started.append(subprocess.Popen([dask, *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL))
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.kill()
+            process.wait()
+        kill_processes_in(root)  # what the workers started
 
 
 def team_project(factory: pytest.TempPathFactory, module: str, store: Store

@@ -6,8 +6,6 @@ import argparse
 import json
 import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -18,6 +16,7 @@ import search
 from scripts.toolkit import (
     REPO,
     clone,
+    default_params,
     error_line,
     exp_show,
     free_port,
@@ -28,9 +27,8 @@ from scripts.toolkit import (
 from stages.params import flatten
 from stages.summary import HEADLINE, TEST_ACCURACY
 from sweep import SweepError
-from tests.team.conftest import TeamProject
+from tests.team.conftest import MAX_ITER, TeamProject, dask_processes, kill_the_worker_in_train
 
-MAX_ITER = yaml.safe_load((REPO / "params.yaml").read_text())["sgd"]["max_iter"]
 # The reference's SGD and 2 more, none that test_sweep runs: it counts what the shared store holds.
 SPACE = ("-S", f"sgd.max_iter=range({MAX_ITER},{MAX_ITER + 4},2)")
 faults = pytest.mark.sweep_faults
@@ -60,7 +58,7 @@ def table(output: str) -> list[list[str]]:
 
 
 def test_the_grammar_maps_onto_optuna_distributions():
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = default_params()
     space = search.space(["model.dropout=interval(0,0.5)",
                           "model.learning_rate=tag(log, interval(1e-4,1e-2))",
                           "epochs=range(5,30)", "batch_size=range(32,256,32)",
@@ -124,7 +122,7 @@ def test_a_params_file_that_is_not_yaml_is_one_line(tmp_path: Path,
 
 
 def test_a_record_that_does_not_fit_the_command_is_refused():
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = default_params()
     space = search.space(["sgd.max_iter=range(5,7)", "epochs=2"], params)
     recorded = {**flatten(params), "sgd.max_iter": 6, "epochs": 2}
     trial = search.recorded_trial("s-0", recorded, {"keras_val_accuracy": 0.8}, space,
@@ -147,7 +145,7 @@ def made_up_study(seed: int, trials: int, record: int = 0, objective: str = "ker
                   gap: tuple[int, ...] = ()) -> search.Search:
     """A study in batches of 2 of a made-up objective, trials < `record` but `gap` on record."""
     # The record: an uninterrupted study's trials as `dvc exp show` gives them back.
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = default_params()
     space = search.space(["model.dropout=interval(0,0.5)", "epochs=range(1,20)",
                           "model.hidden=choice([],[64],[128,64])"], params)
     args = argparse.Namespace(study="s", sampler="tpe", seed=seed, objective=objective,
@@ -283,31 +281,46 @@ def test_an_interrupted_search_completes_in_a_teammates_clone_and_replays(search
 
 
 @faults
+def test_a_killed_worker_s_trial_runs_again_and_is_counted_once(searcher: TeamProject,
+                                                                tmp_path: Path):
+    clones = tmp_path / "clones"
+    # A dropout of their own: neither trial is in the store, both train.
+    process = searcher.start("-S", "model.dropout=interval(0.1,0.2)", "--study", "k",
+                             "--trials", "2", "--seed", "0", "--workers", "2", clones=clones)
+    try:
+        assert kill_the_worker_in_train(clones, process), "no trial reached train"
+        out, err = process.communicate(timeout=600)
+    finally:
+        process.kill()
+        kill_processes_in(tmp_path)
+    assert process.returncode == 0, out + err
+    outcomes = finished(out)
+    assert sorted(outcomes) == ["k-0", "k-1"] and " failed: " not in out, out
+    assert [len(re.findall(rf"\] {n} done in ", out)) for n in outcomes] == [1, 1], out
+    assert "[2 of 2]" in out and "[3 of 2]" not in out
+    assert sorted(row[0] for row in table(out)) == sorted(pushed(searcher, "k")) == ["k-0", "k-1"]
+    shown = {e.name: e for e in exp_show(searcher.project) if e.name in outcomes}
+    assert all(TEST_ACCURACY in e.metrics for e in shown.values()) and len(shown) == 2
+
+
+@faults
 def test_a_refused_trial_fails_alone_on_workers_without_the_project(searcher: TeamProject,
                                                                      tmp_path: Path):
     """The params refuse sgd.folds = 1 (seed 3 proposes 2, then 1); the rest goes on."""
     # `dask scheduler` and `dask worker` outside the project, with no PYTHONPATH: the worker task
     # reaches them by value.
     port = free_port()
-    dask = str(Path(sys.executable).parent / "dask")
     env = venv_env({**searcher.store.env(), "HOME": str(tmp_path), "SWEEP_GIT_ORIGIN":
                     str(searcher.origin), "SWEEP_CLONES": str(tmp_path / "clones")})
-    started = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                 "--dashboard-address", "127.0.0.1:0"], cwd=tmp_path, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    started.append(subprocess.Popen([dask, "worker", f"tcp://127.0.0.1:{port}", "--nworkers", "2",
-                                     "--nthreads", "1", "--host", "127.0.0.1"], cwd=tmp_path,
-                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    try:
+    with dask_processes(tmp_path) as dask:
+        dask("scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address",
+             "127.0.0.1:0", cwd=tmp_path, env=env)
+        dask("worker", f"tcp://127.0.0.1:{port}", "--nworkers", "2", "--nthreads", "1", "--host",
+             "127.0.0.1", cwd=tmp_path, env=env)
         result = run(searcher.project, "python", "-m", "search", "-S", "sgd.folds=choice(1,2)",
                      "--study", "refused", "--trials", "2", "--seed", "3", "--batch", "2",
                      "--scheduler", f"tcp://127.0.0.1:{port}", "--timeout", "60",
                      env={"PYTHONPATH": str(REPO)}, timeout=600)
-    finally:
-        for process in started:
-            process.kill()
-            process.wait()
-        kill_processes_in(tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     outcomes = finished(result.stdout)
     assert outcomes["refused-1"].startswith("error: params.yaml: sgd.folds = 1 is not allowed"), (

@@ -8,17 +8,14 @@ import hashlib
 import http.client
 import http.server
 import re
-import signal
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
 
@@ -34,14 +31,12 @@ from scripts.toolkit import (
     free_port,
     git,
     kill_processes_in,
-    processes_in,
     venv_env,
 )
 from stages.summary import HEADLINE
 from sweep import experiment_names, grid
-from tests.team.conftest import TeamProject
+from tests.team.conftest import MAX_ITER, TeamProject, dask_processes, kill_the_worker_in_train
 
-MAX_ITER = yaml.safe_load((REPO / "params.yaml").read_text())["sgd"]["max_iter"]
 # The reference's SGD (in the store), and another.
 GRID = ("-S", f"sgd.max_iter={MAX_ITER},{MAX_ITER + 1}")
 # GRID and a value the params refuse: that experiment fails in seconds, at sgd_cv's params.
@@ -165,6 +160,11 @@ def test_sweep_on_two_local_workers_lands_in_one_exp_show(sweeper: TeamProject, 
     rows = {line.split()[0]: line.split()[1:4] for line in out.splitlines() if line.split()}
     assert len(names) == 3 and rows[refused] == ["failed"] * 3
     assert sorted(sweeper.pushed()) == sorted(landed)  # nothing of the failed one
+    # The experiments' commits hold the project's files; the data stays in the store.
+    refs = git(sweeper.origin, "for-each-ref", "--format=%(refname)", "refs/exps").split()
+    in_git = {path for ref in refs if ref.rsplit("/", 1)[1] in landed
+              for path in git(sweeper.origin, "ls-tree", "-r", "--name-only", ref).split()}
+    assert "dvc.lock" in in_git and not [p for p in in_git if p.startswith("data/")], in_git
     shown = {e.name: e for e in exp_show(sweeper.project) if e.name}
     assert set(shown) == set(landed)
     assert sorted(shown[n].params["sgd.max_iter"] for n in landed) == [MAX_ITER, MAX_ITER + 1]
@@ -188,17 +188,7 @@ def test_a_killed_worker_reruns_its_experiment_elsewhere(sweeper: TeamProject, t
     # epochs=3: none in the store, every experiment trains
     process = sweeper.start("-S", "epochs=3", *GRID, "--workers", "2", clones=clones)
     try:
-        killed, deadline = False, time.monotonic() + 300
-        while not killed and time.monotonic() < deadline and process.poll() is None:
-            for train in processes_in(clones, "stages.train"):
-                # The Dask worker that started train's `dvc exp run` (it may have ended meanwhile).
-                with contextlib.suppress(psutil.Error, StopIteration):
-                    dvc_run = next(p for p in train.parents() if p.cmdline()[2:4] == ["exp", "run"])
-                    dvc_run.parent().send_signal(signal.SIGKILL)
-                    killed = True
-                    break
-            time.sleep(0.2)
-        assert killed, "no experiment reached train"
+        assert kill_the_worker_in_train(clones, process), "no experiment reached train"
         out, err = process.communicate(timeout=600)
     finally:
         process.kill()
@@ -309,20 +299,16 @@ def test_tls_cluster_from_the_command_line(sweeper: TeamProject, tmp_path: Path)
         certificate.private_key_and_cert_chain_pem.write_to_path(pem)
         return ["--tls-ca-file", str(tmp_path / "ca.pem"), "--tls-cert", pem, "--tls-key", pem]
 
-    dask = str(Path(sys.executable).parent / "dask")
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    started = [subprocess.Popen([dask, "scheduler", "--protocol", "tls", "--host", "127.0.0.1",
-                                 "--port", str(port), "--dashboard-address", "127.0.0.1:0",
-                                 *tls("scheduler")], cwd=tmp_path, **quiet)]
-    for home in (tmp_path / "worker1", tmp_path / "worker2"):
-        home.mkdir()
-        env = venv_env({**sweeper.store.env(), "HOME": str(home),
-                        "SWEEP_GIT_ORIGIN": str(sweeper.origin)})
-        env.pop("SWEEP_CLONES", None)
-        started.append(subprocess.Popen([dask, "worker", address, "--nworkers", "1", "--nthreads",
-                                         "1", "--host", "127.0.0.1", *tls(home.name)], cwd=home,
-                                        env=env, **quiet))
-    try:
+    with dask_processes(tmp_path) as dask:
+        dask("scheduler", "--protocol", "tls", "--host", "127.0.0.1", "--port", str(port),
+             "--dashboard-address", "127.0.0.1:0", *tls("scheduler"), cwd=tmp_path)
+        for home in (tmp_path / "worker1", tmp_path / "worker2"):
+            home.mkdir()
+            env = venv_env({**sweeper.store.env(), "HOME": str(home),
+                            "SWEEP_GIT_ORIGIN": str(sweeper.origin)})
+            env.pop("SWEEP_CLONES", None)
+            dask("worker", address, "--nworkers", "1", "--nthreads", "1", "--host", "127.0.0.1",
+                 *tls(home.name), cwd=home, env=env)
         client_env = {"PYTHONPATH": str(REPO)}  # the collecting machine needs Git, no store keys
         # --timeout: a generous wait for the scheduler and a first worker to come up.
         result = sweeper.run(*GRID, "--scheduler", address, "--timeout", "120", *tls("client"),
@@ -342,8 +328,3 @@ def test_tls_cluster_from_the_command_line(sweeper: TeamProject, tmp_path: Path)
                               *tls("other", trustme.CA()), env=client_env)
         said = f"error: cannot use the Dask scheduler at {address}: "
         assert one_line_error(refused).startswith(said)
-    finally:
-        for process in started:
-            process.kill()
-            process.wait()
-        kill_processes_in(tmp_path)  # what the workers started
