@@ -8,7 +8,6 @@ import math
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,8 +22,8 @@ from scripts.toolkit import (
     copy_project,
     dvc,
     exp_show,
+    module_output,
     processes_in,
-    run,
     venv_env,
     write_block,
 )
@@ -76,13 +75,8 @@ def queue(project: Path, env: dict[str, str]) -> None:
 
 
 def sweep(project: Path, env: dict[str, str]) -> str:
-    result = run(project, "python", "-m", "sweep", *GRID, "--workers", "2", env=env, timeout=3600)
-    if result.returncode != 0:  # its last line says why (its `error:` line, or a traceback's)
-        stderr = result.stderr.strip()
-        why = stderr.splitlines()[-1] if stderr else "no output on stderr"
-        sys.exit(f"error: `python -m sweep` in {project} exited with {result.returncode}: "
-                 f"{why.removeprefix('error: ')}")
-    return result.stdout
+    """`python -m sweep GRID --workers 2`'s output."""
+    return module_output(project, "sweep", *GRID, "--workers", "2", env=env, timeout=3600)
 
 
 def main() -> None:
@@ -100,13 +94,13 @@ def main() -> None:
         with Phase() as a:
             queue(queued, env)
         user = copy_project(work / "user", params, origin=work / "origin.git")
-        sweep_env = {**env, "PYTHONPATH": str(REPO), "SWEEP_CLONES": str(work / "clones")}
+        sweep_env = store.sweep_env(work / "clones")
         with Phase() as b:
             out_b = sweep(user, sweep_env)
         with Phase() as c1:
             out_c1 = sweep(user, sweep_env)
         with Phase() as c2:
-            out_c2 = sweep(user, {**sweep_env, "SWEEP_CLONES": str(work / "new-clones")})
+            out_c2 = sweep(user, store.sweep_env(work / "new-clones"))
         metrics = {"a": by_params(queued, env)}
         shown = exp_show(user, env=env)
     names = {key: re.findall(r"\] (\S+) done in", out)
