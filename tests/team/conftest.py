@@ -52,6 +52,17 @@ class TeamProject:
                                 env=venv_env(self.env(clones)), text=True, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
 
+    def run_killing_a_worker(self, *args: str, root: Path) -> tuple[int, str, str]:
+        """`python -m MODULE ARGS` (clones in root/clones), a worker killed in train; its result."""
+        process = self.start(*args, clones=root / "clones")
+        try:
+            assert kill_the_worker_in_train(root / "clones", process), "none reached train"
+            out, err = process.communicate(timeout=600)
+        finally:
+            process.kill()
+            kill_processes_in(root)
+        return process.returncode, out, err
+
     def pushed(self) -> list[str]:
         """The experiments in the Git origin, one name per ref."""
         refs = git(self.origin, "for-each-ref", "--format=%(refname)", "refs/exps").split()

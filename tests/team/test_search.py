@@ -27,7 +27,7 @@ from scripts.toolkit import (
 from stages.params import flatten
 from stages.summary import HEADLINE, TEST_ACCURACY
 from sweep import SweepError
-from tests.team.conftest import MAX_ITER, TeamProject, dask_processes, kill_the_worker_in_train
+from tests.team.conftest import MAX_ITER, TeamProject, dask_processes
 
 # The reference's SGD and 2 more, none that test_sweep runs: it counts what the shared store holds.
 SPACE = ("-S", f"sgd.max_iter=range({MAX_ITER},{MAX_ITER + 4},2)")
@@ -283,17 +283,11 @@ def test_an_interrupted_search_completes_in_a_teammates_clone_and_replays(search
 @faults
 def test_a_killed_worker_s_trial_runs_again_and_is_counted_once(searcher: TeamProject,
                                                                 tmp_path: Path):
-    clones = tmp_path / "clones"
     # A dropout of their own: neither trial is in the store, both train.
-    process = searcher.start("-S", "model.dropout=interval(0.1,0.2)", "--study", "k",
-                             "--trials", "2", "--seed", "0", "--workers", "2", clones=clones)
-    try:
-        assert kill_the_worker_in_train(clones, process), "no trial reached train"
-        out, err = process.communicate(timeout=600)
-    finally:
-        process.kill()
-        kill_processes_in(tmp_path)
-    assert process.returncode == 0, out + err
+    code, out, err = searcher.run_killing_a_worker("-S", "model.dropout=interval(0.1,0.2)",
+                                                   "--study", "k", "--trials", "2", "--seed", "0",
+                                                   "--workers", "2", root=tmp_path)
+    assert code == 0, out + err
     outcomes = finished(out)
     assert sorted(outcomes) == ["k-0", "k-1"] and " failed: " not in out, out
     assert [len(re.findall(rf"\] {n} done in ", out)) for n in outcomes] == [1, 1], out

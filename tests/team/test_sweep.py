@@ -35,7 +35,7 @@ from scripts.toolkit import (
 )
 from stages.summary import HEADLINE
 from sweep import experiment_names, grid
-from tests.team.conftest import MAX_ITER, TeamProject, dask_processes, kill_the_worker_in_train
+from tests.team.conftest import MAX_ITER, TeamProject, dask_processes
 
 # The reference's SGD (in the store), and another.
 GRID = ("-S", f"sgd.max_iter={MAX_ITER},{MAX_ITER + 1}")
@@ -184,16 +184,10 @@ def test_sweep_on_two_local_workers_lands_in_one_exp_show(sweeper: TeamProject, 
 
 @faults
 def test_a_killed_worker_reruns_its_experiment_elsewhere(sweeper: TeamProject, tmp_path: Path):
-    clones = tmp_path / "clones"
     # epochs=3: none in the store, every experiment trains
-    process = sweeper.start("-S", "epochs=3", *GRID, "--workers", "2", clones=clones)
-    try:
-        assert kill_the_worker_in_train(clones, process), "no experiment reached train"
-        out, err = process.communicate(timeout=600)
-    finally:
-        process.kill()
-        kill_processes_in(tmp_path)
-    assert process.returncode == 0, out + err
+    code, out, err = sweeper.run_killing_a_worker("-S", "epochs=3", *GRID, "--workers", "2",
+                                                  root=tmp_path)
+    assert code == 0, out + err
     names = table_names(out)
     # One experiment started, lost with its worker, started again; each pushed once.
     starts = [len(re.findall(rf"\] {n} started$", out, re.MULTILINE)) for n in names]
