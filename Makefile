@@ -14,7 +14,7 @@ repro: $(VENV)/.installed dataset  ## run the whole pipeline on the real data
 	dvc repro
 
 # A test worker per core and one more: the suite waits on DVC, the store and Dask a fifth of the
-# time (on 2 cores: 159-189 s with 3 workers; 4 and 5 were no faster when measured against 3).
+# time (on 2 cores: 152-208 s with 3 workers; 4 and 5 were no faster when measured against 3).
 # How tests/conftest.py groups them: see there.
 TEST_WORKERS ?= $(shell echo $$(($$(nproc) + 1)))
 
