@@ -133,12 +133,11 @@ def main() -> None:
         study = ("--trials", str(args.trials), "--seed", str(SEED), "--workers", "2",
                  "--batch", "2", *space)
         outputs, phases, windows = {}, {}, {}
+        grid = ("sweep", *GRID, "--workers", "2", "--name-prefix", "grid")  # (d), (e) and (f)
         runs = {"tpe": ("search", "--study", "tpe", "--sampler", "tpe", *study),
                 "random": ("search", "--study", "random", "--sampler", "random", *study),
                 "replay": ("search", "--study", "replay", "--sampler", "tpe", *study),
-                "sweep": ("sweep", *GRID, "--workers", "2", "--name-prefix", "grid"),
-                "restored sweep": ("sweep", *GRID, "--workers", "2", "--name-prefix", "grid"),
-                COPIED: ("sweep", *GRID, "--workers", "2", "--name-prefix", "grid")}
+                "sweep": grid, "restored sweep": grid, COPIED: grid}
         for key, (module, *arguments) in runs.items():
             if key == COPIED:  # as before the workers linked outputs from their caches
                 for config in (work / "clones").glob("*/*/.dvc/config.local"):

@@ -46,15 +46,18 @@ class TeamProject:
         return run(project or self.project, "python", "-m", self.module, *args, env=env,
                    timeout=900)
 
-    def start(self, *args: str, clones: Path) -> subprocess.Popen:
-        """`python -m MODULE ARGS` in the user's clone, started, its output piped."""
+    def start(self, *args: str, clones: Path, env: Mapping[str, str] | None = None
+              ) -> subprocess.Popen:
+        """`python -m MODULE ARGS` in the user's clone (`env` added), started, its output piped."""
         return subprocess.Popen([sys.executable, "-m", self.module, *args], cwd=self.project,
-                                env=venv_env(self.env(clones)), text=True, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
+                                env=venv_env({**self.env(clones), **(env or {})}), text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def run_killing_a_worker(self, *args: str, root: Path) -> tuple[int, str, str]:
         """`python -m MODULE ARGS` (clones in root/clones), a worker killed in train; its result."""
-        process = self.start(*args, clones=root / "clones")
+        # Dask's default, set: a machine's own Dask config could allow no rerun.
+        process = self.start(*args, clones=root / "clones",
+                             env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "3"})
         try:
             assert kill_the_worker_in_train(root / "clones", process), "none reached train"
             out, err = process.communicate(timeout=600)
@@ -63,10 +66,14 @@ class TeamProject:
             kill_processes_in(root)
         return process.returncode, out, err
 
+    def refs(self) -> list[str]:
+        """The experiments' refs in the Git origin (refs/exps/<commit>/<name>)."""
+        refs = git(self.origin, "for-each-ref", "--format=%(refname)", "refs/exps").split()
+        return [ref for ref in refs if not ref.startswith("refs/exps/exec/")]
+
     def pushed(self) -> list[str]:
         """The experiments in the Git origin, one name per ref."""
-        refs = git(self.origin, "for-each-ref", "--format=%(refname)", "refs/exps").split()
-        return [ref.rsplit("/", 1)[1] for ref in refs if not ref.startswith("refs/exps/exec/")]
+        return [ref.rsplit("/", 1)[1] for ref in self.refs()]
 
 
 def kill_the_worker_in_train(clones: Path, command: subprocess.Popen) -> bool:

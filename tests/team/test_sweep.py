@@ -161,8 +161,7 @@ def test_sweep_on_two_local_workers_lands_in_one_exp_show(sweeper: TeamProject, 
     assert len(names) == 3 and rows[refused] == ["failed"] * 3
     assert sorted(sweeper.pushed()) == sorted(landed)  # nothing of the failed one
     # The experiments' commits hold the project's files; the data stays in the store.
-    refs = git(sweeper.origin, "for-each-ref", "--format=%(refname)", "refs/exps").split()
-    in_git = {path for ref in refs if ref.rsplit("/", 1)[1] in landed
+    in_git = {path for ref in sweeper.refs() if ref.rsplit("/", 1)[1] in landed
               for path in git(sweeper.origin, "ls-tree", "-r", "--name-only", ref).split()}
     assert "dvc.lock" in in_git and not [p for p in in_git if p.startswith("data/")], in_git
     shown = {e.name: e for e in exp_show(sweeper.project) if e.name}
